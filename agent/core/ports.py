@@ -1,0 +1,144 @@
+"""Ports: what the core needs from the world, as Protocols it is handed at construction.
+
+The core does no I/O of its own. Persistence (the transaction journal), the clock and
+authorization are injected; agent/store and the OCPP adapters provide them, unit tests
+provide fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from drivers.types import TokenType
+
+
+class Clock(Protocol):
+    """Wall-clock time, injected so tests can drive it."""
+
+    def now(self) -> datetime:
+        """Return the current time as a timezone-aware UTC datetime."""
+        ...
+
+
+class TxEventKind(StrEnum):
+    """What a journal outbox entry records about a transaction."""
+
+    STARTED = "started"
+    UPDATED = "updated"  # a meter sample taken during the transaction
+    ENDED = "ended"
+
+
+class SampleContext(StrEnum):
+    """Why a meter sample was taken (mapped to ReadingContext by each adapter)."""
+
+    BEGIN = "begin"
+    PERIODIC = "periodic"
+    CLOCK = "clock"
+    END = "end"
+    TRIGGER = "trigger"
+
+
+class StopReason(StrEnum):
+    """Why a transaction ended (mapped to each OCPP version's reason by the adapter)."""
+
+    LOCAL = "local"  # the driver stopped it at the charger (token tap)
+    REMOTE = "remote"  # the CSMS asked for it
+    EV_DISCONNECTED = "ev_disconnected"
+    DE_AUTHORIZED = "de_authorized"
+    EMERGENCY_STOP = "emergency_stop"
+    HARD_RESET = "hard_reset"
+    SOFT_RESET = "soft_reset"
+    POWER_LOSS = "power_loss"
+    REBOOT = "reboot"  # the agent was shut down on request (SIGTERM)
+    UNAVAILABLE = "unavailable"
+    FAULT = "fault"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class TxRecord:
+    """One transaction as the journal holds it."""
+
+    local_id: int
+    evse_id: int
+    connector_id: int
+    id_token: str
+    token_type: TokenType
+    started_at: datetime
+    meter_start_wh: float
+    last_meter_wh: float
+    last_meter_at: datetime
+    reservation_id: int | None = None
+    csms_tx_id: str | None = None
+    stopped_at: datetime | None = None
+    meter_stop_wh: float | None = None
+    stop_reason: StopReason | None = None
+    stop_id_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One transaction message waiting for delivery, in global order (`seq`)."""
+
+    seq: int
+    tx_local_id: int
+    kind: TxEventKind
+    payload: Mapping[str, Any]
+    created_at: datetime
+    attempts: int
+
+
+class TransactionJournal(Protocol):
+    """Durable record of transactions plus the ordered outbox of their messages.
+
+    Every method that changes a transaction writes the journal row and its outbox
+    entry in one SQLite transaction, synchronously, so a power cut leaves either both
+    or neither.
+    """
+
+    def begin_transaction(
+        self,
+        *,
+        evse_id: int,
+        connector_id: int,
+        id_token: str,
+        token_type: TokenType,
+        started_at: datetime,
+        meter_start_wh: float,
+        reservation_id: int | None = None,
+    ) -> TxRecord:
+        """Record a new transaction and enqueue its STARTED entry; return the record."""
+        ...
+
+    def record_meter(
+        self,
+        local_id: int,
+        *,
+        at: datetime,
+        energy_wh: float,
+        payload: Mapping[str, Any],
+        enqueue: bool,
+    ) -> None:
+        """Persist the latest meter register; enqueue an UPDATED entry when `enqueue`."""
+        ...
+
+    def end_transaction(
+        self,
+        local_id: int,
+        *,
+        stopped_at: datetime,
+        meter_stop_wh: float,
+        reason: StopReason,
+        stop_id_token: str | None,
+        payload: Mapping[str, Any],
+    ) -> TxRecord:
+        """Close the transaction and enqueue its ENDED entry; return the closed record."""
+        ...
+
+    def open_transactions(self) -> list[TxRecord]:
+        """Transactions that have begun and not yet ended, oldest first."""
+        ...
