@@ -1,0 +1,3 @@
+"""cpagent: a charge point agent that drives EV charger hardware and speaks OCPP."""
+
+__version__ = "0.1.0"

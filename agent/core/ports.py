@@ -23,6 +23,22 @@ class Clock(Protocol):
         """Return the current time as a timezone-aware UTC datetime."""
         ...
 
+    async def sleep(self, seconds: float) -> None:
+        """Return after `seconds` of this clock's time."""
+        ...
+
+
+class SettingsStore(Protocol):
+    """Small durable key-value settings (availability, runtime configuration)."""
+
+    def get_setting(self, key: str) -> str | None:
+        """The stored value, or None."""
+        ...
+
+    def set_setting(self, key: str, value: str) -> None:
+        """Store a value durably."""
+        ...
+
 
 class TxEventKind(StrEnum):
     """What a journal outbox entry records about a transaction."""

@@ -1,0 +1,274 @@
+"""The composition root: the only place that picks concrete drivers and the OCPP adapter.
+
+`Agent` builds one running agent from a Config: store, drivers (simulated or real),
+station core, OCPP adapter and connection supervisor. `run_agent` runs agents in a loop
+so that a Reset restarts the whole agent in-process, exactly as a reboot would: the
+store is closed and reopened, interrupted work is recovered from the journal, and the
+charge point boots again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.config import Config, DriverConfig, EvseConfig
+from agent.core.clock import SystemClock
+from agent.core.evse import ConnectorSpec, Evse
+from agent.core.ports import Clock, StopReason
+from agent.core.station import Station
+from agent.core.tasks import TaskSet
+from agent.ocpp.connection import Backoff, ConnectionState, ConnectionSupervisor
+from agent.ocpp.rpc import Frame
+from agent.ocpp.v16.adapter import Ocpp16Adapter
+from agent.store import Store
+from drivers.interfaces import BoardSupport, ConnectorLock, PowerMeter, TokenReader
+from drivers.types import BoardCapabilities, TokenRead
+
+log = logging.getLogger(__name__)
+frames_log = logging.getLogger("cpagent.frames")
+
+_ID_FIELDS = re.compile(r'("(?:idTag|parentIdTag|idToken)"\s*:\s*")([^"]*)(")')
+
+
+def mask_tokens(text: str) -> str:
+    """Hide all but the last 4 characters of every id tag in a frame (for logs)."""
+    return _ID_FIELDS.sub(lambda m: m[1] + "*" * max(0, len(m[2]) - 4) + m[2][-4:] + m[3], text)
+
+
+class Outcome(StrEnum):
+    """Why an agent run ended."""
+
+    STOPPED = "stopped"
+    SOFT_RESET = "soft_reset"
+    HARD_RESET = "hard_reset"
+
+
+class DriverUnavailable(Exception):  # noqa: N818 - reads as a message
+    """A config names a driver this installation does not have."""
+
+
+@dataclass
+class EvseHardware:
+    """The driver instances of one EVSE (and the plant, when simulated)."""
+
+    board: BoardSupport
+    meter: PowerMeter
+    lock: ConnectorLock | None
+    reader: TokenReader | None
+    plant: Any = None  # simulator.plant.Plant when simulated
+
+
+@dataclass
+class MessageLog:
+    """The last OCPP frames in and out, for status views and the local API."""
+
+    frames: deque[Frame] = field(default_factory=lambda: deque(maxlen=1000))
+    listeners: list[Callable[[Frame], None]] = field(default_factory=list)
+
+    def __call__(self, frame: Frame) -> None:
+        self.frames.append(frame)
+        frames_log.info("%s %s", ">>" if frame.outgoing else "<<", mask_tokens(frame.text))
+        for listener in list(self.listeners):
+            listener(frame)
+
+
+def build_hardware(config: Config, evse: EvseConfig, store_dir: Path) -> EvseHardware:
+    """Instantiate the drivers an EVSE's config names (only `sim` exists so far)."""
+    for role, driver in (("board", evse.board), ("meter", evse.meter), ("lock", evse.lock),
+                         ("reader", evse.reader)):
+        if driver is not None and driver.driver != "sim":
+            raise DriverUnavailable(
+                f"evses[{evse.id - 1}].{role}.driver: '{driver.driver}' is not available in this "
+                "installation (available: sim)"
+            )
+    from simulator.drivers import SimBoardSupport, SimConnectorLock, SimPowerMeter, SimTokenReader
+    from simulator.plant import Plant
+
+    register = store_dir / f"{config.station.id}-evse{evse.id}-register.json"
+    plant = Plant(time_scale=config.simulator.time_scale, register_path=register)
+    capabilities = BoardCapabilities(
+        max_current_a=max(c.max_current_a for c in evse.connectors),
+        phases=max(c.phases for c in evse.connectors),
+    )
+    return EvseHardware(
+        board=SimBoardSupport(plant, capabilities),
+        meter=SimPowerMeter(plant),
+        lock=SimConnectorLock(plant) if _named(evse.lock) else None,
+        reader=SimTokenReader() if _named(evse.reader) else None,
+        plant=plant,
+    )
+
+
+def _named(driver: DriverConfig | None) -> bool:
+    return driver is not None
+
+
+class Agent:
+    """One running agent built from a config."""
+
+    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.store = Store(config.store.path)
+        self.messages = MessageLog()
+        self.hardware: dict[int, EvseHardware] = {}
+        self.station = Station(clock=self.clock, journal=self.store, settings=self.store)
+        store_dir = Path(config.store.path).parent
+        for evse_config in config.evses:
+            hardware = build_hardware(config, evse_config, store_dir)
+            self.hardware[evse_config.id] = hardware
+            connectors = tuple(
+                ConnectorSpec(c.id, c.type, c.max_current_a, c.phases) for c in evse_config.connectors
+            )
+            self.station.add_evse(
+                Evse(
+                    evse_id=evse_config.id,
+                    connectors=connectors,
+                    board=hardware.board,
+                    meter=hardware.meter,
+                    lock=hardware.lock,
+                    **self.station.evse_kwargs(),  # type: ignore[arg-type]
+                )
+            )
+        self._outcome: asyncio.Future[Outcome] | None = None
+        self.adapter = Ocpp16Adapter(
+            station=self.station,
+            store=self.store,
+            clock=self.clock,
+            boot_payload=self._boot_payload(),
+            install_settings=config.settings,
+            request_reset=self._on_reset,
+        )
+        csms = config.csms
+        self.supervisor = ConnectionSupervisor(
+            url=csms.url,
+            charge_point_id=config.station.id,
+            dialect=self.adapter.dialect,
+            handlers=self.adapter.handlers(),
+            session=self.adapter.run_session,
+            backoff=Backoff(
+                csms.reconnect.initial_backoff_s, csms.reconnect.max_backoff_s, csms.reconnect.jitter
+            ),
+            response_timeout_s=csms.response_timeout_s,
+            ping_interval_s=self.adapter.ping_interval_s,
+            basic_auth=(csms.basic_auth.username, csms.basic_auth.password.reveal())
+            if csms.basic_auth
+            else None,
+            ssl_context=self._ssl_context(),
+            on_frame=self.messages,
+        )
+        self._tasks = TaskSet("agent")
+
+    def _boot_payload(self) -> dict[str, str]:
+        station = self.config.station
+        payload = {
+            "chargePointVendor": station.vendor,
+            "chargePointModel": station.model,
+            "firmwareVersion": station.firmware_version or f"cpagent-{__version__}",
+        }
+        if station.serial_number:
+            payload["chargePointSerialNumber"] = station.serial_number
+        return payload
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.config.csms.url.startswith("wss://"):
+            return None
+        tls = self.config.csms.tls
+        cafile = str(tls.ca_file) if tls and tls.ca_file else None
+        return ssl.create_default_context(cafile=cafile)
+
+    def _on_reset(self, hard: bool) -> None:
+        if self._outcome is not None and not self._outcome.done():
+            self._outcome.set_result(Outcome.HARD_RESET if hard else Outcome.SOFT_RESET)
+
+    @property
+    def connection_state(self) -> ConnectionState:
+        """The CSMS connection's state."""
+        return self.supervisor.state
+
+    def tap(self, evse_id: int, id_token: str) -> None:
+        """Present a token at an EVSE (its simulated reader, or straight to the station)."""
+        reader = self.hardware[evse_id].reader
+        tap = getattr(reader, "tap", None)
+        if tap is None or not tap(id_token):
+            from agent.core.events import IdToken
+
+            self.station.present_token(evse_id, IdToken(id_token))
+
+    async def run(self, stop: asyncio.Event | None = None) -> Outcome:
+        """Run until `stop` is set or a Reset asks for a restart; leave everything safe."""
+        self._outcome = asyncio.get_running_loop().create_future()
+        try:
+            await self.station.start()
+            for evse_id, hardware in self.hardware.items():
+                if hardware.reader is not None:
+                    await hardware.reader.start(self._reader_sink(evse_id))
+                if hardware.plant is not None:
+                    self._tasks.spawn(hardware.plant.run(), name=f"plant-{evse_id}")
+            self._tasks.spawn(self.supervisor.run(), name="connection")
+            waiters = [self._outcome]
+            if stop is not None:
+                waiters.append(asyncio.ensure_future(stop.wait()))
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters[1:]:
+                waiter.cancel()
+            outcome = self._outcome.result() if self._outcome.done() else Outcome.STOPPED
+            if outcome == Outcome.STOPPED:
+                await self._graceful_stop()
+            return outcome
+        finally:
+            await self._close()
+
+    async def _graceful_stop(self) -> None:
+        """On SIGTERM: stop transactions (reason Reboot) and give the outbox a moment."""
+        if not self.station.transaction_running():
+            return
+        await self.station.stop_all(StopReason.REBOOT)
+        for _ in range(100):  # up to ~5 s for the StopTransactions to go out
+            if not self.store.pending_count() or not self.adapter.online:
+                break
+            await asyncio.sleep(0.05)
+
+    def _reader_sink(self, evse_id: int) -> Callable[[TokenRead], None]:
+        from agent.core.events import IdToken
+
+        def sink(read: TokenRead) -> None:
+            self.station.present_token(evse_id, IdToken(read.id_token, read.token_type))
+
+        return sink
+
+    async def _close(self) -> None:
+        await self._tasks.cancel_all()
+        await self.adapter.shutdown()
+        for hardware in self.hardware.values():
+            if hardware.reader is not None:
+                await hardware.reader.stop()
+        await self.station.shutdown()
+        self.store.close()
+
+
+async def run_agent(
+    config: Config,
+    *,
+    stop: asyncio.Event | None = None,
+    on_agent: Callable[[Agent], None] | None = None,
+) -> None:
+    """Run the agent until `stop`, restarting it in-process after each Reset."""
+    while True:
+        agent = Agent(config)
+        if on_agent is not None:
+            on_agent(agent)
+        outcome = await agent.run(stop)
+        if outcome == Outcome.STOPPED:
+            return
+        log.info("restarting after %s", outcome)

@@ -1,0 +1,754 @@
+"""Install configuration: one explicit YAML file turned into frozen dataclasses.
+
+Responsible for: reading the YAML file the installer names (and nothing else: no dotfiles,
+no implicit environment), checking every value, and reporting *all* problems at once, each
+with its dotted key path (`evses[1].connectors[0].max_current_a`) and 1-based line. The file
+is parsed with PyYAML's composer so every value keeps its position; scalars are then
+converted one by one, never with a whole-document `yaml.safe_load`.
+
+Secrets (the CSMS basic-auth password) come only from a file or an environment variable
+that the YAML names; they are wrapped in `Secret` and never appear in a message or repr.
+Relative paths resolve against the config file's directory.
+
+Must not: import anything from agent/core, agent/ocpp or drivers; validate driver options
+(the chosen driver does that); hold runtime settings the CSMS may change (the store does).
+An empty section (`reconnect:` with nothing under it) means "all defaults".
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+_TAG = "tag:yaml.org,2002:"
+_MERGE_TAG = _TAG + "merge"
+
+CONNECTOR_TYPES: tuple[str, ...] = (
+    "cCCS1", "cCCS2", "cG105", "cTesla", "cType1", "cType2", "s309-1P-16A", "s309-1P-32A",
+    "s309-3P-16A", "s309-3P-32A", "sBS1361", "sCEE-7-7", "sType2", "sType3",
+    "Other1PhMax16A", "Other1PhOver16A", "Other3Ph", "Pan", "Undetermined", "Unknown",
+)  # OCPP 2.0.1 ConnectorEnumType
+LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
+SUPPORTED_OCPP_VERSIONS: tuple[str, ...] = ("1.6",)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a config: dotted key path, 1-based line (if known), message."""
+
+    path: str
+    line: int | None
+    message: str
+
+
+class ConfigError(Exception):
+    """The config cannot be used; `problems` lists everything found, not just the first."""
+
+    def __init__(self, problems: list[Problem], source: str = "<string>") -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        """Return every problem on its own line: `<file>:<line>: <key.path>: <message>`."""
+        return "\n".join(format_problem(p, self.source) for p in self.problems)
+
+
+def format_problem(problem: Problem, source: str) -> str:
+    """Render one problem as `<file>:<line>: <key.path>: <message>` (absent parts omitted)."""
+    where = source if problem.line is None else f"{source}:{problem.line}"
+    path = f" {problem.path}:" if problem.path else ""
+    return f"{where}:{path} {problem.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A secret string; repr and str show `<secret>`, only `reveal()` gives the value."""
+
+    _value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        """Return the secret value (only where it is sent, never to a log)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+    def __str__(self) -> str:
+        return "<secret>"
+
+
+@dataclass(frozen=True, slots=True)
+class StationConfig:
+    """Identity of the charge point (BootNotification fields and the WebSocket identity)."""
+
+    id: str
+    vendor: str
+    model: str
+    serial_number: str | None = None
+    firmware_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BasicAuthConfig:
+    """HTTP Basic credentials for the CSMS connection (OCPP security profile 1 or 2)."""
+
+    username: str
+    password: Secret
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """TLS trust for wss://; `ca_file` None means the system trust store."""
+
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectConfig:
+    """Reconnect back-off policy: exponential from initial to max, +- jitter fraction."""
+
+    initial_backoff_s: float = 1.0
+    max_backoff_s: float = 60.0
+    jitter: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class CsmsConfig:
+    """Where and how to reach the CSMS; the agent appends the charge point id to `url`."""
+
+    url: str
+    ocpp_version: str = "1.6"
+    response_timeout_s: float = 30.0
+    reconnect: ReconnectConfig = field(default_factory=ReconnectConfig)
+    basic_auth: BasicAuthConfig | None = None
+    tls: TlsConfig | None = None
+
+
+def _empty_mapping() -> Mapping[str, Any]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class DriverConfig:
+    """A driver chosen by name plus its options (read-only, validated by the driver)."""
+
+    driver: str
+    options: Mapping[str, Any] = field(default_factory=_empty_mapping)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorConfig:
+    """One connector of an EVSE."""
+
+    id: int
+    type: str = "cType2"
+    max_current_a: float = 32.0
+    phases: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class EvseConfig:
+    """One EVSE (ids 1..N) with its connectors (ids 1..M) and the drivers behind it."""
+
+    id: int
+    connectors: tuple[ConnectorConfig, ...]
+    board: DriverConfig
+    meter: DriverConfig
+    lock: DriverConfig | None = None
+    reader: DriverConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """Where the SQLite store lives."""
+
+    path: Path = Path("cpagent.db")
+
+
+@dataclass(frozen=True, slots=True)
+class EvDefaults:
+    """The simulated EV plugged in when a scenario does not say otherwise."""
+
+    battery_wh: float = 40000.0
+    soc_percent: float = 20.0
+    max_current_a: float = 32.0
+    phases: int = 3
+    target_soc_percent: float = 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    """Simulator settings (used only by `sim` drivers); time_scale = sim s per wall s."""
+
+    time_scale: float = 1.0
+    ev: EvDefaults = field(default_factory=EvDefaults)
+    auto_plug: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """Log level and what the logs may contain."""
+
+    level: str = "INFO"
+    mask_id_tokens: bool = True
+    message_log: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole install configuration; `settings` are initial OCPP configuration values."""
+
+    station: StationConfig
+    csms: CsmsConfig
+    evses: tuple[EvseConfig, ...]
+    store: StoreConfig = field(default_factory=StoreConfig)
+    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    settings: Mapping[str, str] = field(default_factory=_empty_mapping)
+    source: Path | None = None
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and check the config file at `path`; raises ConfigError listing every problem."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not valid UTF-8 text"
+        raise ConfigError([Problem("", None, f"cannot read the file: {reason}")],
+                          str(file)) from None
+    config = parse_config(text, source=str(file), base_dir=file.resolve().parent)
+    return replace(config, source=file.resolve())
+
+
+def check_config(path: str | os.PathLike[str]) -> list[Problem]:
+    """Return every problem in the config file at `path`; [] when it is valid."""
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
+def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None = None,
+                 environ: Mapping[str, str] | None = None) -> Config:
+    """Check config YAML `text` (paths relative to `base_dir`, default cwd); raises ConfigError."""
+    problems: list[Problem] = []
+    config = None
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            reader = _Reader(loader, problems, base_dir or Path.cwd(),
+                             os.environ if environ is None else environ)
+            if root is None:
+                reader.problem("", 1, "the file is empty (expected a mapping with "
+                                      "'station', 'csms' and 'evses')")
+            else:
+                config = _read_config(reader, root)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        problems.append(_yaml_problem(exc, text))
+    except RecursionError:  # e.g. a mapping that merges itself through an alias
+        problems.append(Problem("", None, "the YAML is nested too deeply (a recursive alias?)"))
+    if problems or config is None:
+        raise ConfigError(sorted(problems, key=lambda p: p.line or 0), source)
+    return config
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> Problem:
+    # Built from the parts, not str(exc): that quotes the source line, which may hold a secret.
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        reason = " ".join(part for part in (exc.context, exc.problem) if part)
+        return Problem("", None if mark is None else mark.line + 1, f"invalid YAML: {reason}")
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        return Problem("", line, f"invalid YAML: {exc.reason} (character {exc.position})")
+    return Problem("", None, f"invalid YAML: {type(exc).__name__}")
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _line(node: Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _is_null(node: Node) -> bool:
+    return isinstance(node, ScalarNode) and node.tag == _TAG + "null"
+
+
+def _describe(node: Node) -> str:
+    """Say what a node is, for 'expected X, got Y' messages."""
+    if isinstance(node, MappingNode | SequenceNode):
+        return "a mapping" if isinstance(node, MappingNode) else "a list"
+    if _is_null(node):
+        return "nothing (null)"
+    if node.tag in (_TAG + "int", _TAG + "float"):
+        return str(node.value)
+    return f"a boolean ({node.value})" if node.tag == _TAG + "bool" else repr(node.value)
+
+
+def _suggest(word: str, choices: Collection[str]) -> str:
+    by_case = {c.lower(): c for c in choices}
+    close = [by_case[word.lower()]] if word.lower() in by_case \
+        else difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+@dataclass(slots=True)
+class _Map:
+    """A checked YAML mapping; line 0 means "not in the file" (absent, empty or wrong type)."""
+
+    path: str
+    line: int
+    entries: dict[str, tuple[Node, Node]]  # key -> (key node, value node)
+
+    def node(self, key: str) -> Node | None:
+        """Return the value node of `key`, or None when absent or empty (null)."""
+        entry = self.entries.get(key)
+        return None if entry is None or _is_null(entry[1]) else entry[1]
+
+    def at(self, key: str) -> str:
+        """Return the dotted path of `key` in this mapping."""
+        return _join(self.path, key)
+
+
+class _Reader:
+    """Converts nodes to checked values, collecting problems instead of raising.
+
+    On a problem a reader method returns the default so checking can go on; the caller
+    raises ConfigError at the end if any problem was recorded.
+    """
+
+    def __init__(self, loader: yaml.SafeLoader, problems: list[Problem], base_dir: Path,
+                 environ: Mapping[str, str]) -> None:
+        self.loader = loader
+        self.problems = problems
+        self.base_dir = base_dir
+        self.environ = environ
+
+    def problem(self, path: str, where: Node | int | None, message: str) -> None:
+        """Record a problem at a node's line (or a given line)."""
+        item = Problem(path, _line(where) if isinstance(where, Node) else where, message)
+        if item not in self.problems:  # an aliased node is checked once per use
+            self.problems.append(item)
+
+    def mapping(self, node: Node | None, path: str, allowed: Collection[str] | None) -> _Map:
+        """Check a mapping: string keys, no duplicates, only `allowed` keys (if given)."""
+        if node is None or not isinstance(node, MappingNode):
+            if node is not None and not _is_null(node):
+                self.problem(path, node, f"expected a mapping, got {_describe(node)}")
+            return _Map(path, 0, {})
+        entries: dict[str, tuple[Node, Node]] = {}
+        merged: dict[str, tuple[Node, Node]] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, ScalarNode) else None
+            if key_node.tag == _MERGE_TAG:  # YAML merge key `<<: *anchor`
+                sources = value_node.value if isinstance(value_node, SequenceNode) \
+                    else [value_node]
+                for source in sources:
+                    merged.update(self.mapping(source, path, allowed).entries)
+            elif key_node.tag != _TAG + "str" or not key:
+                self.problem(path, key_node,
+                             f"keys must be non-empty strings, got {_describe(key_node)}")
+            elif key in entries:
+                self.problem(_join(path, key), key_node, f"duplicate key '{key}' (first "
+                                                         f"given on line {_line(entries[key][0])})")
+            elif allowed is not None and key not in allowed:
+                self.problem(_join(path, key), key_node,
+                             f"unknown key '{key}'{_suggest(key, allowed)}")
+            else:
+                entries[key] = (key_node, value_node)
+        return _Map(path, _line(node), {**merged, **entries})
+
+    def section(self, parent: _Map, key: str, allowed: Collection[str] | None, *,
+                required: bool = False) -> _Map:
+        """Return the sub-mapping `key` of `parent`; absent or empty gives an empty _Map."""
+        node = self.required(parent, key) if required else parent.node(key)
+        return self.mapping(node, parent.at(key), allowed)
+
+    def required(self, m: _Map, key: str) -> Node | None:
+        """Return the value node of a required key, reporting it when missing or empty."""
+        node = m.node(key)
+        if node is None and m.line:  # line 0: the parent already reported the mapping
+            entry = m.entries.get(key)
+            if entry is None:
+                self.problem(m.at(key), m.line, f"missing required key '{key}'")
+            else:
+                self.problem(m.at(key), entry[0], "a value is required")
+        return node
+
+    def scalar(self, node: Node, path: str) -> Any:
+        """Construct the Python value of a scalar node (str, int, float, bool, ...)."""
+        try:
+            return self.loader.construct_object(node)
+        except yaml.MarkedYAMLError as exc:
+            self.problem(path, node, f"cannot read the value: {exc.problem}")
+        except (ValueError, TypeError):
+            self.problem(path, node, f"cannot read the value {_describe(node)}")
+        return None
+
+    def typed(self, m: _Map, key: str, tags: tuple[str, ...], expected: str) -> Node | None:
+        """Return the scalar node of `key` if its YAML type is one of `tags`, else report."""
+        node = m.node(key)
+        if node is not None and (not isinstance(node, ScalarNode)
+                                 or node.tag.removeprefix(_TAG) not in tags):
+            self.problem(m.at(key), node, f"expected {expected}, got {_describe(node)}")
+            return None
+        return node
+
+    def text(self, m: _Map, key: str, default: str | None, *, required: bool = False,
+             min_len: int = 0, max_len: int | None = None) -> str | None:
+        """Read a string; numbers and dates are taken as written, booleans must be quoted."""
+        node = self.required(m, key) if required else m.node(key)
+        if node is None or not isinstance(node, ScalarNode) or node.tag == _TAG + "bool":
+            if node is not None:  # a boolean is probably text that YAML 1.1 read as one
+                hint = "; put it in quotes if you meant the text" if node.tag.endswith("bool") \
+                    else ""
+                self.problem(m.at(key), node, f"expected a string, got {_describe(node)}{hint}")
+            return default
+        value = str(node.value)
+        if len(value) < min_len:
+            self.problem(m.at(key), node, "must not be empty")
+        elif max_len is not None and len(value) > max_len:
+            self.problem(m.at(key), node, f"must be at most {max_len} characters long, "
+                                          f"got {len(value)}")
+        return value
+
+    def number(self, m: _Map, key: str, default: float, *, gt: float | None = None,
+               ge: float | None = None, le: float | None = None) -> float:
+        """Read a finite number (int or float, not bool) within the given bounds."""
+        node = self.typed(m, key, ("int", "float"), "a number")
+        value = default if node is None else self.scalar(node, m.at(key))
+        if not isinstance(value, int | float):  # scalar() reported why
+            return default
+        if node is not None and not math.isfinite(value):
+            self.problem(m.at(key), node, f"expected a finite number, got {_describe(node)}")
+            return default
+        limits = [(gt is None or value > gt, f"greater than {gt:g}" if gt is not None else ""),
+                  (ge is None or value >= ge, f"at least {ge:g}" if ge is not None else ""),
+                  (le is None or value <= le, f"at most {le:g}" if le is not None else "")]
+        if not all(ok for ok, _ in limits):
+            wanted = " and ".join(words for _, words in limits if words)
+            self.problem(m.at(key), node, f"must be {wanted}, got {value:g}")
+            return default
+        return float(value)
+
+    def integer(self, m: _Map, key: str, default: int, *, choices: Collection[int]) -> int:
+        """Read an integer that must be one of `choices`."""
+        node = self.typed(m, key, ("int",), "an integer")
+        value = default if node is None else self.scalar(node, m.at(key))
+        if value is None:  # scalar() reported why
+            return default
+        if value not in choices:
+            listed = " or ".join(str(c) for c in choices)
+            self.problem(m.at(key), node, f"must be {listed}, got {value}")
+            return default
+        return int(value)
+
+    def boolean(self, m: _Map, key: str, default: bool) -> bool:
+        """Read a YAML boolean (true/false)."""
+        node = self.typed(m, key, ("bool",), "true or false")
+        return default if node is None else bool(self.scalar(node, m.at(key)))
+
+    def choice(self, m: _Map, key: str, default: str, choices: Collection[str]) -> str:
+        """Read a string that must be one of `choices` (exact spelling)."""
+        value = self.text(m, key, default) or default
+        if value not in choices:
+            self.problem(m.at(key), m.node(key), f"must be one of {', '.join(choices)}, got "
+                                                 f"'{value}'{_suggest(value, choices)}")
+            return default
+        return value
+
+    def path(self, m: _Map, key: str) -> Path | None:
+        """Read a file path; a relative path resolves against the config file's directory."""
+        value = self.text(m, key, None, min_len=1)
+        return self.base_dir / value if value else None  # an absolute value wins
+
+    def plain(self, node: Node, path: str) -> Any:
+        """Convert a node to read-only plain data: MappingProxyType, tuple, scalars."""
+        if isinstance(node, SequenceNode):
+            return tuple(self.plain(item, f"{path}[{i}]") for i, item in enumerate(node.value))
+        if isinstance(node, MappingNode):
+            entries = self.mapping(node, path, None).entries.items()
+            return MappingProxyType({k: self.plain(v, _join(path, k)) for k, (_, v) in entries})
+        return self.scalar(node, path)
+
+
+def _read_config(r: _Reader, root: Node) -> Config | None:
+    top = r.mapping(root, "", ("station", "csms", "evses", "store", "simulator", "logging",
+                               "settings"))
+    if not top.line:
+        return None
+    station = _read_station(r, top)
+    store = r.section(top, "store", ("path",))
+    return Config(
+        station=station,
+        csms=_read_csms(r, top, station.id),
+        evses=_read_evses(r, top),
+        store=StoreConfig(r.path(store, "path") or r.base_dir / StoreConfig().path),
+        simulator=_read_simulator(r, top),
+        logging=_read_logging(r, top),
+        settings=_read_settings(r, top),
+    )
+
+
+def _read_station(r: _Reader, top: _Map) -> StationConfig:
+    # Lengths: OCPP 1.6 BootNotification.req (CiString20/25/50) and the OCPP 1.6 security
+    # whitepaper's 48-character limit on the charge point identity.
+    m = r.section(top, "station", ("id", "vendor", "model", "serial_number",
+                                   "firmware_version"), required=True)
+    station_id = r.text(m, "id", "", required=True, min_len=1, max_len=48) or ""
+    if any(c == "/" or c.isspace() for c in station_id):
+        r.problem("station.id", m.node("id"), "must not contain '/' or whitespace (it is the "
+                                              "last segment of the CSMS URL)")
+    return StationConfig(
+        id=station_id,
+        vendor=r.text(m, "vendor", "", required=True, min_len=1, max_len=20) or "",
+        model=r.text(m, "model", "", required=True, min_len=1, max_len=20) or "",
+        serial_number=r.text(m, "serial_number", None, min_len=1, max_len=25),
+        firmware_version=r.text(m, "firmware_version", None, min_len=1, max_len=50),
+    )
+
+
+def _read_csms(r: _Reader, top: _Map, station_id: str) -> CsmsConfig:
+    m = r.section(top, "csms", ("url", "ocpp_version", "response_timeout_s", "reconnect",
+                                "basic_auth", "tls"), required=True)
+    url = r.text(m, "url", "", required=True) or ""
+    url_node = m.node("url")
+    if url_node is not None:
+        _check_url(r, url, url_node)
+    version = r.text(m, "ocpp_version", "1.6") or "1.6"
+    if version not in SUPPORTED_OCPP_VERSIONS:
+        later = " is not supported yet (it comes in a later release)" if version == "2.0.1" \
+            else " is not supported"
+        r.problem("csms.ocpp_version", m.node("ocpp_version"),
+                  f"OCPP '{version}'{later}; supported: {', '.join(SUPPORTED_OCPP_VERSIONS)}")
+    rc = r.section(m, "reconnect", ("initial_backoff_s", "max_backoff_s", "jitter"))
+    reconnect = ReconnectConfig(
+        initial_backoff_s=r.number(rc, "initial_backoff_s", 1.0, gt=0),
+        max_backoff_s=r.number(rc, "max_backoff_s", 60.0, gt=0),
+        jitter=r.number(rc, "jitter", 0.5, ge=0, le=1),
+    )
+    if reconnect.max_backoff_s < reconnect.initial_backoff_s:
+        r.problem("csms.reconnect.max_backoff_s", rc.node("max_backoff_s") or rc.line,
+                  f"must be at least initial_backoff_s ({reconnect.initial_backoff_s:g})")
+    tls = None
+    if "tls" in m.entries:
+        tls = TlsConfig(r.path(r.section(m, "tls", ("ca_file",)), "ca_file"))
+        if url.startswith("ws://"):
+            r.problem("csms.tls", m.entries["tls"][0], "tls is only used with wss:// URLs")
+    return CsmsConfig(
+        url=url,
+        ocpp_version=version,
+        response_timeout_s=r.number(m, "response_timeout_s", 30.0, gt=0),
+        reconnect=reconnect,
+        basic_auth=_read_basic_auth(r, m, station_id),
+        tls=tls,
+    )
+
+
+def _check_url(r: _Reader, url: str, node: Node) -> None:
+    if not url.startswith(("ws://", "wss://")):
+        scheme = url.split("://", 1)[0] + "://" if "://" in url else url[:8] + "..."
+        r.problem("csms.url", node, f"must start with ws:// or wss://, got '{scheme}'")
+        return
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a bad port
+    except ValueError:
+        r.problem("csms.url", node, "is not a valid URL (check the host and port)")
+        return
+    if "@" in parts.netloc:  # never echo it: the part before '@' may be a password
+        r.problem("csms.url", node, "must not contain credentials; use csms.basic_auth")
+    elif not parts.hostname:
+        r.problem("csms.url", node, "has no host")
+    elif parts.query or parts.fragment:
+        r.problem("csms.url", node, "must not have a query or fragment "
+                                    "(the agent appends the charge point id to the path)")
+
+
+def _read_basic_auth(r: _Reader, csms: _Map, station_id: str) -> BasicAuthConfig | None:
+    m = r.section(csms, "basic_auth", ("username", "password_file", "password_env", "password"))
+    if not m.line:
+        return None
+    username = r.text(m, "username", station_id, min_len=1) or station_id
+    if ":" in username:  # RFC 7617 section 2: the user-id cannot contain a colon
+        r.problem(m.at("username"), m.node("username") or m.line,
+                  "must not contain ':' (set basic_auth.username if the station id has one)")
+    if "password" in m.entries:  # reported without ever reading the value
+        r.problem(m.at("password"), m.entries["password"][0],
+                  "an inline password is not allowed: put the password in a file or an "
+                  "environment variable (password_file or password_env)")
+    given = [k for k in ("password_file", "password_env") if k in m.entries]
+    if len(given) != 1:
+        if "password" not in m.entries or given:
+            r.problem(m.path, m.line, "give exactly one of password_file and password_env")
+        return None
+    password = _read_password_file(r, m) if given == ["password_file"] \
+        else _read_password_env(r, m)
+    return None if password is None else BasicAuthConfig(username, Secret(password))
+
+
+def _read_password_file(r: _Reader, m: _Map) -> str | None:
+    where = r.required(m, "password_file")
+    file = r.path(m, "password_file")
+    if where is None or file is None:
+        return None
+    path = m.at("password_file")
+    try:
+        password = file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        r.problem(path, where, f"cannot read '{file}': {exc.strerror}")
+        return None
+    except UnicodeDecodeError:
+        r.problem(path, where, f"'{file}' is not valid UTF-8 text")
+        return None
+    if not password:
+        r.problem(path, where, f"'{file}' is empty")
+    return password or None
+
+
+def _read_password_env(r: _Reader, m: _Map) -> str | None:
+    where = r.required(m, "password_env")
+    name = r.text(m, "password_env", None)
+    if where is None or name is None:
+        return None
+    if not _ENV_NAME.fullmatch(name):
+        r.problem(m.at("password_env"), where, f"'{name}' is not an environment variable name")
+        return None
+    password = r.environ.get(name, "").strip()
+    if not password:
+        state = "is empty" if name in r.environ else "is not set"
+        r.problem(m.at("password_env"), where, f"environment variable '{name}' {state}")
+    return password or None
+
+
+def _read_evses(r: _Reader, top: _Map) -> tuple[EvseConfig, ...]:
+    node = r.required(top, "evses")
+    if node is None:
+        return ()
+    if not isinstance(node, SequenceNode) or not node.value:
+        got = "an empty list" if isinstance(node, SequenceNode) else _describe(node)
+        r.problem("evses", node, f"expected a list of at least one EVSE, got {got}")
+        return ()
+    return tuple(_read_evse(r, item, f"evses[{i}]", i + 1) for i, item in enumerate(node.value))
+
+
+def _check_position_id(r: _Reader, m: _Map, expected: int, what: str) -> None:
+    # OCPP numbers EVSEs 1..N and connectors 1..M within an EVSE, with no gaps.
+    node = m.node("id")
+    if node is not None and not (isinstance(node, ScalarNode) and node.tag == _TAG + "int"
+                                 and r.scalar(node, m.at("id")) == expected):
+        r.problem(m.at("id"), node, f"{what} ids must be 1, 2, ... in list order: expected "
+                                    f"{expected}, got {_describe(node)}")
+
+
+def _read_evse(r: _Reader, node: Node, path: str, evse_id: int) -> EvseConfig:
+    m = r.mapping(node, path, ("id", "connectors", "board", "meter", "lock", "reader"))
+    _check_position_id(r, m, evse_id, "EVSE")
+    connectors: tuple[ConnectorConfig, ...] = (ConnectorConfig(1),)
+    items = m.node("connectors")
+    if isinstance(items, SequenceNode) and items.value:
+        connectors = tuple(_read_connector(r, item, f"{m.at('connectors')}[{i}]", i + 1)
+                           for i, item in enumerate(items.value))
+    elif items is not None:
+        got = "an empty list" if isinstance(items, SequenceNode) else _describe(items)
+        r.problem(m.at("connectors"), items,
+                  f"expected a list of at least one connector, got {got}")
+    return EvseConfig(
+        id=evse_id,
+        connectors=connectors,
+        board=_read_driver(r, m, "board") or DriverConfig("sim"),
+        meter=_read_driver(r, m, "meter") or DriverConfig("sim"),
+        lock=_read_driver(r, m, "lock"),
+        reader=_read_driver(r, m, "reader"),
+    )
+
+
+def _read_connector(r: _Reader, node: Node, path: str, connector_id: int) -> ConnectorConfig:
+    m = r.mapping(node, path, ("id", "type", "max_current_a", "phases"))
+    _check_position_id(r, m, connector_id, "connector")
+    return ConnectorConfig(
+        id=connector_id,
+        type=r.choice(m, "type", "cType2", CONNECTOR_TYPES),
+        max_current_a=r.number(m, "max_current_a", 32.0, gt=0, le=80),
+        phases=r.integer(m, "phases", 3, choices=(1, 3)),
+    )
+
+
+def _read_driver(r: _Reader, evse: _Map, key: str) -> DriverConfig | None:
+    """Read `{driver: name, ...options}`; None when the key is absent or empty."""
+    m = r.section(evse, key, None)
+    if not m.line:
+        return None
+    name = r.text(m, "driver", "", required=True, min_len=1) or ""
+    options = {k: r.plain(v, m.at(k)) for k, (_, v) in m.entries.items() if k != "driver"}
+    return DriverConfig(name, MappingProxyType(options))
+
+
+def _read_simulator(r: _Reader, top: _Map) -> SimulatorConfig:
+    m = r.section(top, "simulator", ("time_scale", "ev", "auto_plug"))
+    ev = r.section(m, "ev", ("battery_wh", "soc_percent", "max_current_a", "phases",
+                             "target_soc_percent"))
+    return SimulatorConfig(
+        time_scale=r.number(m, "time_scale", 1.0, gt=0),
+        ev=EvDefaults(
+            battery_wh=r.number(ev, "battery_wh", 40000.0, gt=0),
+            soc_percent=r.number(ev, "soc_percent", 20.0, ge=0, le=100),
+            max_current_a=r.number(ev, "max_current_a", 32.0, gt=0, le=80),
+            phases=r.integer(ev, "phases", 3, choices=(1, 3)),
+            target_soc_percent=r.number(ev, "target_soc_percent", 100.0, ge=0, le=100),
+        ),
+        auto_plug=r.boolean(m, "auto_plug", False),
+    )
+
+
+def _read_logging(r: _Reader, top: _Map) -> LoggingConfig:
+    m = r.section(top, "logging", ("level", "mask_id_tokens", "message_log"))
+    return LoggingConfig(
+        level=r.choice(m, "level", "INFO", LOG_LEVELS),
+        mask_id_tokens=r.boolean(m, "mask_id_tokens", True),
+        message_log=r.boolean(m, "message_log", True),
+    )
+
+
+def _read_settings(r: _Reader, top: _Map) -> Mapping[str, str]:
+    # Keys and values as OCPP 1.6 ChangeConfiguration.req carries them (CiString50/500).
+    m = r.section(top, "settings", None)
+    settings: dict[str, str] = {}
+    for key, (key_node, node) in m.entries.items():
+        path = m.at(key)
+        if len(key) > 50:
+            r.problem(path, key_node, f"setting names are at most 50 characters, got {len(key)}")
+        if not isinstance(node, ScalarNode) or _is_null(node):
+            r.problem(path, node, f"expected a string, number or boolean, got {_describe(node)}")
+            continue
+        value = r.scalar(node, path)
+        if isinstance(value, bool):
+            text = "true" if value else "false"  # OCPP writes booleans in lower case
+        elif isinstance(value, int | float):
+            text = str(value)
+        else:
+            text = str(node.value)
+        if len(text) > 500:
+            r.problem(path, node, f"setting values are at most 500 characters, got {len(text)}")
+        settings[key] = text
+    return MappingProxyType(settings)

@@ -1,0 +1,61 @@
+"""The session machine: the life of one EVSE's session, as a table.
+
+One `transitions.AsyncMachine` serves every EVSE (each EVSE is a model added to it, as
+STYLE.md recommends for fleet mode). States are `SessionPhase`; the table below is the
+whole behaviour, and the callbacks it names live on the model (agent.core.evse.Evse).
+Events are queued per model, so a trigger fired while another is running waits its turn.
+
+Only the lifecycle is here. What the hardware does (PWM, contactor) is derived from the
+phase and the inputs by agent.core.outputs, so an unplug or a fault never waits behind a
+transition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transitions.extensions.asyncio import AsyncMachine
+
+from agent.core.status import SessionPhase
+
+I, A, P, T, F = (
+    SessionPhase.IDLE,
+    SessionPhase.AUTHORIZED,
+    SessionPhase.PLUGGED,
+    SessionPhase.TRANSACTION,
+    SessionPhase.FINISHING,
+)
+
+#: trigger, sources, destination, callbacks. `before` callbacks run before the state
+#: changes: when one raises, the transition does not happen (no half-done transitions).
+TRANSITIONS: list[dict[str, Any]] = [
+    {"trigger": "plug", "source": I, "dest": P},
+    {"trigger": "plug", "source": A, "dest": T, "before": "begin_transaction"},
+    {"trigger": "authorize", "source": [P, F], "dest": T, "before": "begin_transaction"},
+    {"trigger": "authorize", "source": I, "dest": A, "after": "arm_connection_timeout"},
+    {"trigger": "cancel_authorization", "source": A, "dest": I},
+    {"trigger": "unplug", "source": [P, F], "dest": I},
+    {
+        "trigger": "unplug",
+        "source": T,
+        "dest": I,
+        "conditions": "stops_on_ev_disconnect",
+        "before": "end_transaction_on_unplug",
+    },
+    {"trigger": "end", "source": T, "dest": F, "conditions": "ev_present", "before": "end_transaction"},
+    {"trigger": "end", "source": T, "dest": I, "unless": "ev_present", "before": "end_transaction"},
+]
+
+
+def build_machine() -> AsyncMachine:
+    """A machine with the session table and no models; add each EVSE with add_model()."""
+    return AsyncMachine(
+        model=None,
+        states=SessionPhase,
+        transitions=TRANSITIONS,
+        initial=SessionPhase.IDLE,
+        auto_transitions=False,
+        queued="model",
+        ignore_invalid_triggers=True,
+        after_state_change="phase_changed",
+    )

@@ -1,0 +1,84 @@
+"""Connector status, derived: one pure function of the EVSE's inputs.
+
+The status the CSMS sees is never stored and never set by hand (DESIGN idea 2, after
+MicroOcpp's Connector.cpp): it is recomputed from the session phase, the pilot, the
+outputs, availability, reservation and faults every time one of them changes, and the
+adapters report it when the result differs from what they last sent.
+
+The vocabulary is OCPP 1.6's richer set; an adapter for a version with fewer states
+(2.0.1's Occupied) folds it in its own table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from drivers.types import FaultCode, PilotState
+
+
+class ConnectorStatus(StrEnum):
+    """The status of a connector as a charge point operator sees it."""
+
+    AVAILABLE = "Available"
+    PREPARING = "Preparing"
+    CHARGING = "Charging"
+    SUSPENDED_EV = "SuspendedEV"
+    SUSPENDED_EVSE = "SuspendedEVSE"
+    FINISHING = "Finishing"
+    RESERVED = "Reserved"
+    UNAVAILABLE = "Unavailable"
+    FAULTED = "Faulted"
+
+
+class SessionPhase(StrEnum):
+    """Where the EVSE's session is in its life (the session machine's states)."""
+
+    IDLE = "idle"  # no car, nobody authorized
+    AUTHORIZED = "authorized"  # a token was accepted, waiting for the car
+    PLUGGED = "plugged"  # a car is connected, waiting for a token
+    TRANSACTION = "transaction"  # a transaction is running
+    FINISHING = "finishing"  # the transaction ended, the car is still connected
+
+
+@dataclass(frozen=True, slots=True)
+class StatusInputs:
+    """Everything the status depends on."""
+
+    phase: SessionPhase
+    pilot: PilotState
+    offering: bool  # PWM on: the EVSE allows the EV to draw current
+    faults: frozenset[FaultCode] = frozenset()
+    operative: bool = True
+    reserved: bool = False
+
+
+def derive_status(inputs: StatusInputs) -> ConnectorStatus:
+    """The connector status for these inputs (OCPP 1.6 section 4.9 state definitions)."""
+    if inputs.faults:
+        return ConnectorStatus.FAULTED
+    phase = inputs.phase
+    if phase == SessionPhase.TRANSACTION:
+        # A change to Inoperative during a transaction is Scheduled: it waits for the end.
+        if not inputs.offering:
+            return ConnectorStatus.SUSPENDED_EVSE
+        if inputs.pilot in (PilotState.C, PilotState.D):
+            return ConnectorStatus.CHARGING
+        return ConnectorStatus.SUSPENDED_EV
+    if not inputs.operative:
+        return ConnectorStatus.UNAVAILABLE
+    if phase == SessionPhase.FINISHING:
+        return ConnectorStatus.FINISHING
+    if phase in (SessionPhase.AUTHORIZED, SessionPhase.PLUGGED):
+        return ConnectorStatus.PREPARING
+    if inputs.reserved:
+        return ConnectorStatus.RESERVED
+    return ConnectorStatus.AVAILABLE
+
+
+def primary_fault(faults: frozenset[FaultCode]) -> FaultCode | None:
+    """The fault to report when several are active: the first in catalogue order."""
+    for code in FaultCode:
+        if code in faults:
+            return code
+    return None

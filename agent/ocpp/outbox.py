@@ -1,0 +1,112 @@
+"""The outbox sender: delivers journalled transaction messages in order, exactly once.
+
+Entries come from the store in sequence order; the version adapter turns each into a
+CALL and records what the answer means (the CSMS transaction id, for one). An entry is
+marked delivered only after its CALLRESULT arrived, so a disconnect, a restart or a
+kill -9 leaves it pending and it is sent again on the next connection.
+
+A CALLERROR, an invalid response or a timeout counts as a failed attempt: the entry is
+retried after attempt x retry interval, and given up (kept, marked dropped) after the
+configured number of attempts (OCPP 1.6 section 4.7; 2.0.1 E13). A lost connection is
+not an attempt: the entry simply waits for the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from agent.core.ports import Clock, OutboxEntry
+from agent.ocpp.rpc import CallTimeout, ConnectionLost, RpcError
+
+log = logging.getLogger(__name__)
+
+
+class OutboxStore(Protocol):
+    """The store methods the sender uses."""
+
+    def next_pending(self, after_seq: int = 0) -> OutboxEntry | None:
+        """Lowest pending entry after `after_seq`."""
+        ...
+
+    def mark_delivered(self, seq: int) -> None:
+        """Record the delivery of an entry."""
+        ...
+
+    def note_attempt(self, seq: int) -> int:
+        """Count a failed attempt and return the total."""
+        ...
+
+    def mark_dropped(self, seq: int, reason: str) -> None:
+        """Give up an entry, keeping it for audit."""
+        ...
+
+
+class Skip(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by a deliver function: this entry needs no message (mark it delivered)."""
+
+
+Deliver = Callable[[OutboxEntry], Awaitable[None]]
+
+
+class OutboxSender:
+    """Drains the outbox over one connection while it lasts."""
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        deliver: Deliver,
+        *,
+        clock: Clock,
+        attempts: Callable[[], int],
+        retry_interval_s: Callable[[], float],
+        on_dropped: Callable[[OutboxEntry], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._deliver = deliver
+        self._clock = clock
+        self._attempts = attempts
+        self._retry_interval_s = retry_interval_s
+        self._on_dropped = on_dropped
+        self._wake = asyncio.Event()
+        self.delivered = 0
+
+    def wake(self) -> None:
+        """Something was enqueued: look again."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver pending entries until the connection is lost (returns then)."""
+        while True:
+            self._wake.clear()
+            entry = self._store.next_pending()
+            if entry is None:
+                await self._wake.wait()
+                continue
+            try:
+                await self._deliver(entry)
+            except Skip:
+                pass
+            except ConnectionLost:
+                return
+            except (RpcError, CallTimeout) as exc:
+                await self._failed(entry, exc)
+                continue
+            self._store.mark_delivered(entry.seq)
+            self.delivered += 1
+
+    async def _failed(self, entry: OutboxEntry, exc: Exception) -> None:
+        attempts = self._store.note_attempt(entry.seq)
+        if attempts >= self._attempts():
+            log.error("outbox: giving up entry %s (%s) after %d attempts: %s",
+                      entry.seq, entry.kind, attempts, exc)
+            self._store.mark_dropped(entry.seq, str(exc))
+            if self._on_dropped is not None:
+                self._on_dropped(entry)
+            return
+        delay = self._retry_interval_s() * attempts
+        log.warning("outbox: entry %s (%s) failed (%s); attempt %d, retry in %.0fs",
+                    entry.seq, entry.kind, exc, attempts, delay)
+        await self._clock.sleep(delay)

@@ -1,0 +1,442 @@
+"""OCPP-J RPC endpoint: framing, schema validation, one outstanding CALL at a time.
+
+`RpcEndpoint` owns one connection's message flow (OCPP 1.6 §4, OCPP 2.0.1 part 4 §4):
+it parses incoming frames, answers CALLs through registered handlers (each in a tracked
+task, so a slow handler never stops CALLRESULTs being read), sends our CALLs strictly one
+at a time, validates every payload in both directions against the dialect's official
+schemas, and reports every frame in and out to the message log (`on_frame`).
+
+It must not: know what an action means (handlers and adapters do), convert payload keys
+or types (payloads stay camelCase dicts as on the wire), reconnect, retry or persist
+calls (the connection supervisor and the outbox do), or send a payload that violates
+its schema (an invalid outgoing request is our bug: ValueError, nothing is sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from agent.ocpp.dialects import Dialect
+
+_log = logging.getLogger(__name__)
+
+_CALL = 2
+_CALLRESULT = 3
+_CALLERROR = 4
+
+# Descriptions from the OCPP 1.6 §4.2.3 error code table (the 2.0.1 table says the same).
+_NOT_IMPLEMENTED = "Requested Action is not known by receiver"
+_NOT_SUPPORTED = "Requested Action is recognized but not supported by the receiver"
+_INTERNAL = (
+    "An internal error occurred and the receiver was not able to process the requested "
+    "Action successfully"
+)
+
+
+class RpcError(Exception):
+    """A CALLERROR: one received from the peer, or one a handler raises to be sent."""
+
+    def __init__(
+        self, code: str, description: str = "", details: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(f"{code}: {description}" if description else code)
+        self.code = code
+        self.description = description
+        self.details: dict[str, Any] = dict(details or {})
+
+
+class CallTimeout(Exception):  # noqa: N818 (name fixed by the API brief)
+    """No CALLRESULT or CALLERROR arrived within response_timeout_s."""
+
+
+class ConnectionLost(Exception):  # noqa: N818 (name fixed by the API brief)
+    """The transport closed while a call was pending, or before it could be sent."""
+
+
+class Transport(Protocol):
+    """A message-oriented connection; websockets' ClientConnection/ServerConnection fit."""
+
+    async def send(self, message: str) -> None:
+        """Send one text frame; raises when the connection is closed."""
+        ...
+
+    async def recv(self) -> str | bytes:
+        """Return the next frame; raises when the connection is closed."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One frame as the message log records it."""
+
+    at: datetime
+    outgoing: bool
+    text: str
+    action: str | None  # the action of the CALL this frame is, or answers, if known
+
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass(slots=True)
+class _PendingCall:
+    """Our one outstanding CALL, resolved by the reader with the raw CALLRESULT payload."""
+
+    unique_id: str
+    action: str
+    future: asyncio.Future[dict[str, Any]]
+
+
+def _utc_now() -> datetime:
+    """Return the current time as a timezone-aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def _encode(frame: list[Any]) -> str:
+    """Serialize a frame compactly; raises ValueError or TypeError if it is not JSON."""
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _reject_constant(name: str) -> Any:
+    """Refuse NaN and Infinity, which Python's json accepts but JSON does not."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _is_int(value: Any) -> bool:
+    """Tell whether value is a JSON integer (bool is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class RpcEndpoint:
+    """One OCPP-J connection: answers incoming CALLs and sends ours one at a time."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        dialect: Dialect,
+        *,
+        handlers: Mapping[str, Handler],
+        response_timeout_s: float = 30.0,
+        on_frame: Callable[[Frame], None] | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._transport = transport
+        self._dialect = dialect
+        self._handlers = dict(handlers)
+        self._response_timeout_s = response_timeout_s
+        self._on_frame = on_frame
+        self._clock = clock
+        self._call_lock = asyncio.Lock()
+        self._pending: _PendingCall | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._serving = False
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once serve() has seen the transport close."""
+        return self._closed
+
+    @property
+    def dialect(self) -> Dialect:
+        """The OCPP version this endpoint speaks."""
+        return self._dialect
+
+    async def serve(self) -> None:
+        """Read frames until the transport closes; raises RuntimeError if already served."""
+        if self._serving or self._closed:
+            raise RuntimeError("serve() runs once per endpoint")
+        self._serving = True
+        try:
+            while True:
+                try:
+                    raw = await self._transport.recv()
+                except Exception as exc:  # websockets.ConnectionClosed or the like
+                    _log.info("transport closed: %r", exc)
+                    return
+                self._receive(raw)
+        finally:
+            await self._shut_down()
+
+    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send a CALL and return the validated CALLRESULT payload.
+
+        Raises ValueError (invalid request: our bug, nothing sent), RpcError (CALLERROR
+        received, or a response violating its schema), CallTimeout, ConnectionLost.
+        """
+        if self._closed:
+            raise ConnectionLost(f"cannot send {action}: the transport is closed")
+        try:
+            violation = self._dialect.check(action, payload, response=False)
+        except KeyError:
+            raise ValueError(
+                f"OCPP {self._dialect.version} does not define action {action!r}"
+            ) from None
+        if violation is not None:
+            raise ValueError(
+                f"invalid {action} request ({violation.code} at {violation.field!r}): "
+                f"{violation.description}"
+            )
+        unique_id = str(uuid.uuid4())
+        try:
+            text = _encode([_CALL, unique_id, action, payload])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{action} request is not JSON-serializable: {exc}") from exc
+
+        async with self._call_lock:
+            if self._closed:
+                raise ConnectionLost(f"cannot send {action}: the transport is closed")
+            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            self._pending = _PendingCall(unique_id, action, future)
+            try:
+                async with asyncio.timeout(self._response_timeout_s):
+                    await self._send_call(text, action)
+                    result = await future
+            except TimeoutError:
+                raise CallTimeout(
+                    f"no response to {action} ({unique_id}) within {self._response_timeout_s} s"
+                ) from None
+            finally:
+                self._pending = None
+                if not future.done():
+                    future.cancel()
+
+        violation = self._dialect.check(action, result, response=True)
+        if violation is not None:
+            raise RpcError(
+                self._dialect.formation_code,
+                f"invalid {action} response: {violation.description}",
+                violation.details,
+            )
+        return result
+
+    # --- outgoing -------------------------------------------------------------------
+
+    async def _send_call(self, text: str, action: str) -> None:
+        """Send our CALL frame; raises ConnectionLost if the transport refuses it."""
+        try:
+            await self._send(text, action)
+        except Exception as exc:
+            raise ConnectionLost(f"could not send {action}: {exc!r}") from exc
+
+    async def _send(self, text: str, action: str | None) -> None:
+        """Log a frame to the message log, then send it; raises what the transport raises."""
+        self._log_frame(outgoing=True, text=text, action=action)
+        await self._transport.send(text)
+
+    async def _send_reply(self, frame: list[Any], action: str | None) -> None:
+        """Send a CALLRESULT or CALLERROR; a closed transport is logged, not raised."""
+        try:
+            text = _encode(frame)
+        except (TypeError, ValueError):
+            _log.exception("reply to %s (%s) is not JSON; sending InternalError", action, frame[1])
+            text = _encode([_CALLERROR, frame[1], "InternalError", _INTERNAL, {}])
+        try:
+            await self._send(text, action)
+        except Exception as exc:
+            _log.warning("reply to %s (%s) not sent: %r", action, frame[1], exc)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run coro in a task tracked until done; its failure is logged, never lost."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """Forget a finished task and log its exception, if any."""
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            _log.error("task %s failed", task.get_name(), exc_info=exc)
+
+    def _reply_error(self, unique_id: str, action: str | None, code: str, description: str) -> None:
+        """Answer a frame with a CALLERROR carrying empty details."""
+        frame = [_CALLERROR, unique_id, code, description, {}]
+        self._spawn(self._send_reply(frame, action), name=f"ocpp-callerror-{unique_id}")
+
+    # --- incoming -------------------------------------------------------------------
+
+    def _receive(self, raw: str | bytes) -> None:
+        """Log one incoming frame and dispatch it; never raises for a malformed frame."""
+        # OCPP-J uses text frames; a binary one is decoded tolerantly and judged as text.
+        text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
+        try:
+            message = json.loads(text, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            self._log_frame(outgoing=False, text=text, action=None)
+            _log.warning("dropped a frame that is not JSON: %.200s", text)
+            return
+        self._log_frame(outgoing=False, text=text, action=self._action_of(message))
+
+        if not isinstance(message, list) or len(message) < 2:
+            _log.warning("dropped a frame that is not an OCPP-J array: %.200s", text)
+            return
+        type_id, unique_id = message[0], message[1]
+        if not _is_int(type_id) or not isinstance(unique_id, str):
+            _log.warning("dropped a frame without message type id and unique id: %.200s", text)
+            return
+        if type_id == _CALL:
+            self._on_call(unique_id, message, text)
+        elif type_id == _CALLRESULT:
+            self._on_result(unique_id, message, text)
+        elif type_id == _CALLERROR:
+            self._on_error(unique_id, message, text)
+        elif self._dialect.message_type_not_supported_code is not None:
+            # OCPP 2.0.1 part 4 §4.3: answer an unknown message type id we can address.
+            _log.warning("unknown message type id %d: %.200s", type_id, text)
+            self._reply_error(
+                unique_id,
+                None,
+                self._dialect.message_type_not_supported_code,
+                f"Message type id {type_id} is not supported",
+            )
+        else:
+            _log.warning("dropped a frame with unknown message type id: %.200s", text)
+
+    def _action_of(self, message: Any) -> str | None:
+        """Return the action a parsed frame is, or answers, if it can be told."""
+        if not isinstance(message, list) or len(message) < 2:
+            return None
+        if not _is_int(message[0]) or not isinstance(message[1], str):
+            return None
+        if message[0] == _CALL:
+            return message[2] if len(message) > 2 and isinstance(message[2], str) else None
+        pending = self._pending
+        if message[0] in (_CALLRESULT, _CALLERROR) and pending is not None:
+            return pending.action if message[1] == pending.unique_id else None
+        return None
+
+    def _on_call(self, unique_id: str, message: list[Any], text: str) -> None:
+        """Answer a CALL in a tracked task, or a malformed one at once."""
+        action = message[2] if len(message) > 2 and isinstance(message[2], str) else None
+        if len(message) != 4 or action is None or not isinstance(message[3], dict):
+            _log.warning("malformed CALL: %.200s", text)
+            self._reply_error(
+                unique_id,
+                action,
+                self._dialect.formation_code,
+                "CALL must be [2, uniqueId, action, payload object]",
+            )
+            return
+        self._spawn(self._answer(unique_id, action, message[3]), name=f"ocpp-{action}-{unique_id}")
+
+    async def _answer(self, unique_id: str, action: str, payload: dict[str, Any]) -> None:
+        """Validate a CALL, run its handler and send the CALLRESULT or CALLERROR."""
+        frame = await self._handle(unique_id, action, payload)
+        await self._send_reply(frame, action)
+
+    async def _handle(self, unique_id: str, action: str, payload: dict[str, Any]) -> list[Any]:
+        """Return the reply frame for one incoming CALL."""
+        dialect = self._dialect
+        # OCPP 1.6 §4.2.3: unknown action -> NotImplemented; known but unhandled ->
+        # NotSupported (the ocpp library has these two swapped).
+        if action not in dialect.actions:
+            return [_CALLERROR, unique_id, "NotImplemented", _NOT_IMPLEMENTED, {}]
+        handler = self._handlers.get(action)
+        if handler is None:
+            return [_CALLERROR, unique_id, "NotSupported", _NOT_SUPPORTED, {}]
+        violation = dialect.check(action, payload, response=False)
+        if violation is not None:
+            _log.warning("%s request violates its schema: %s", action, violation.description)
+            return [
+                _CALLERROR,
+                unique_id,
+                violation.code,
+                violation.description,
+                violation.details,
+            ]
+        internal = [_CALLERROR, unique_id, "InternalError", _INTERNAL, {}]
+        try:
+            result = await handler(payload)
+        except RpcError as exc:
+            if exc.code not in dialect.error_codes:
+                _log.error(
+                    "handler for %s raised unknown OCPP %s error code %r; sending InternalError",
+                    action,
+                    dialect.version,
+                    exc.code,
+                )
+                return internal
+            return [_CALLERROR, unique_id, exc.code, exc.description, exc.details]
+        except Exception:
+            _log.exception("handler for %s failed", action)
+            return internal
+        violation = dialect.check(action, result, response=True)
+        if violation is not None:
+            _log.error(
+                "handler for %s returned an invalid response (%s at %r: %s); sending InternalError",
+                action,
+                violation.code,
+                violation.field,
+                violation.description,
+            )
+            return internal
+        return [_CALLRESULT, unique_id, result]
+
+    def _matching_pending(self, unique_id: str, kind: str, text: str) -> _PendingCall | None:
+        """Return the pending call this response answers, or log and return None."""
+        pending = self._pending
+        if pending is None or pending.unique_id != unique_id or pending.future.done():
+            _log.warning("ignored a %s for no pending call: %.200s", kind, text)
+            return None
+        return pending
+
+    def _on_result(self, unique_id: str, message: list[Any], text: str) -> None:
+        """Hand a CALLRESULT to the pending call (validated there, not in the reader)."""
+        pending = self._matching_pending(unique_id, "CALLRESULT", text)
+        if pending is None:
+            return
+        if len(message) != 3 or not isinstance(message[2], dict):
+            pending.future.set_exception(
+                RpcError(self._dialect.formation_code, "malformed CALLRESULT frame")
+            )
+            return
+        pending.future.set_result(message[2])
+
+    def _on_error(self, unique_id: str, message: list[Any], text: str) -> None:
+        """Fail the pending call with the CALLERROR received (tolerating missing parts)."""
+        pending = self._matching_pending(unique_id, "CALLERROR", text)
+        if pending is None:
+            return
+        if len(message) < 3 or not isinstance(message[2], str):
+            pending.future.set_exception(
+                RpcError(self._dialect.formation_code, "malformed CALLERROR frame")
+            )
+            return
+        description = message[3] if len(message) > 3 and isinstance(message[3], str) else ""
+        details = message[4] if len(message) > 4 and isinstance(message[4], dict) else {}
+        pending.future.set_exception(RpcError(message[2], description, details))
+
+    # --- bookkeeping ----------------------------------------------------------------
+
+    def _log_frame(self, *, outgoing: bool, text: str, action: str | None) -> None:
+        """Report one frame to the message log; a failing log callback is only logged."""
+        if self._on_frame is None:
+            return
+        try:
+            self._on_frame(Frame(at=self._clock(), outgoing=outgoing, text=text, action=action))
+        except Exception:
+            _log.exception("on_frame callback failed")
+
+    async def _shut_down(self) -> None:
+        """Mark closed, fail the pending call with ConnectionLost and cancel handler tasks."""
+        self._closed = True
+        pending = self._pending
+        if pending is not None and not pending.future.done():
+            pending.future.set_exception(
+                ConnectionLost(f"transport closed while {pending.action} was pending")
+            )
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,496 @@
+"""The OCPP 1.6J adapter: the station's core behind the 1.6 Core profile.
+
+It answers the CSMS's CALLs by calling station commands, reports the station's events
+as 1.6 messages, authorizes tokens (CSMS first, then the offline rules), and delivers
+the journal's transaction entries as StartTransaction / MeterValues / StopTransaction
+through the outbox sender. Everything 1.6-specific (numbering, keys, enumerations)
+stays in this package; the core never learns which version it serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from agent.core.events import (
+    AuthResult,
+    AuthStatus,
+    IdToken,
+    MeterValuesSampled,
+    StationEvent,
+    StatusChanged,
+    TxMessageQueued,
+)
+from agent.core.ports import Clock, OutboxEntry, SampleContext, StopReason, TxEventKind
+from agent.core.station import Station
+from agent.core.status import ConnectorStatus
+from agent.core.tasks import TaskSet
+from agent.ocpp.dialects import OCPP16
+from agent.ocpp.outbox import OutboxSender, Skip
+from agent.ocpp.rpc import CallTimeout, ConnectionLost, RpcEndpoint, RpcError
+from agent.ocpp.v16 import mapping
+from agent.ocpp.v16.config_keys import ConfigurationKeys
+from agent.store import Store
+from drivers.types import TokenType
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+#: A DataTransfer vendor handler: (messageId, data) -> (status, data).
+VendorHandler = Callable[[str | None, str | None], Awaitable[tuple[str, str | None]]]
+
+ID_TAG_MAX = 20
+BOOT_RETRY_S = 30.0
+SOFT_RESET_DRAIN_S = 10.0
+CACHE_KEY = "ocpp16.auth_cache"
+
+
+class Ocpp16Adapter:
+    """Speaks OCPP 1.6J for one station over whatever connection the supervisor opens."""
+
+    dialect = OCPP16
+
+    def __init__(
+        self,
+        *,
+        station: Station,
+        store: Store,
+        clock: Clock,
+        boot_payload: Mapping[str, str],
+        install_settings: Mapping[str, str],
+        request_reset: Callable[[bool], None],
+        vendor_handlers: Mapping[str, VendorHandler] | None = None,
+    ) -> None:
+        self.station = station
+        self.store = store
+        self.clock = clock
+        self._boot_payload = dict(boot_payload)
+        self._request_reset = request_reset
+        self._vendor_handlers = dict(vendor_handlers or {})
+        # OCPP 1.6 numbers connectors 1..N across the station; the core has EVSEs.
+        self.connectors: dict[int, tuple[int, int]] = {}
+        for evse in station.evses.values():
+            for connector in evse.connectors:
+                self.connectors[len(self.connectors) + 1] = (evse.id, connector.id)
+        self._connector_of = {place: number for number, place in self.connectors.items()}
+        self.keys = ConfigurationKeys(
+            store,
+            install_defaults=install_settings,
+            fixed={"NumberOfConnectors": str(len(self.connectors))},
+        )
+        self._endpoint: RpcEndpoint | None = None
+        self._accepted = False
+        self._status_queue: asyncio.Queue[tuple[int, ConnectorStatus, str]] = asyncio.Queue()
+        self._outbox: OutboxSender | None = None
+        self._heartbeat_changed = asyncio.Event()
+        self.keys.watch(self._on_key_changed)
+        for key, value in self.keys.items():
+            self._on_key_changed(key.name, value)
+        self._tasks = TaskSet("ocpp16")
+        station.authorizer = self
+        station.subscribe(self._on_station_event)
+
+    # -- wiring ----------------------------------------------------------------
+
+    def handlers(self) -> dict[str, Handler]:
+        """The CALLs this adapter answers, by action."""
+        return {
+            "ChangeAvailability": self._on_change_availability,
+            "ChangeConfiguration": self._on_change_configuration,
+            "ClearCache": self._on_clear_cache,
+            "DataTransfer": self._on_data_transfer,
+            "GetConfiguration": self._on_get_configuration,
+            "RemoteStartTransaction": self._on_remote_start,
+            "RemoteStopTransaction": self._on_remote_stop,
+            "Reset": self._on_reset,
+            "UnlockConnector": self._on_unlock_connector,
+        }
+
+    def ping_interval_s(self) -> float | None:
+        """The websocket ping interval for the next connection (None: off)."""
+        value = self.keys.get_int("WebSocketPingInterval")
+        return float(value) if value > 0 else None
+
+    @property
+    def online(self) -> bool:
+        """Connected and accepted by the CSMS."""
+        return self._endpoint is not None and not self._endpoint.closed and self._accepted
+
+    async def shutdown(self) -> None:
+        """Cancel the adapter's own background tasks."""
+        await self._tasks.cancel_all()
+
+    def _on_key_changed(self, name: str, value: str) -> None:
+        policy = self.station.policy
+        if name == "MeterValueSampleInterval":
+            policy.sample_interval_s = float(value)
+        elif name == "ClockAlignedDataInterval":
+            policy.aligned_interval_s = float(value)
+        elif name == "ConnectionTimeOut":
+            policy.connection_timeout_s = float(value)
+        elif name == "StopTransactionOnEVSideDisconnect":
+            policy.stop_tx_on_ev_disconnect = value == "true"
+        elif name == "UnlockConnectorOnEVSideDisconnect":
+            policy.unlock_on_ev_disconnect = value == "true"
+        elif name == "HeartbeatInterval":
+            self._heartbeat_changed.set()
+        elif name == "AuthorizationCacheEnabled" and value == "false":
+            self.store.set_setting(CACHE_KEY, "{}")
+
+    # -- one connection ---------------------------------------------------------
+
+    async def run_session(self, endpoint: RpcEndpoint) -> None:
+        """Boot, then report and deliver until the connection is lost."""
+        self._endpoint = endpoint
+        self._accepted = False
+        try:
+            await self._boot(endpoint)
+            self._accepted = True
+            self._status_queue = asyncio.Queue()
+            self._outbox = OutboxSender(
+                self.store,
+                self._deliver,
+                clock=self.clock,
+                attempts=lambda: self.keys.get_int("TransactionMessageAttempts"),
+                retry_interval_s=lambda: float(self.keys.get_int("TransactionMessageRetryInterval")),
+            )
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._report_all_statuses(endpoint))
+                group.create_task(self._outbox.run())
+                group.create_task(self._heartbeat(endpoint))
+        except* ConnectionLost:
+            log.info("connection lost")
+        finally:
+            self._accepted = False
+            self._endpoint = None
+            self._outbox = None
+
+    async def _boot(self, endpoint: RpcEndpoint) -> None:
+        """BootNotification until Accepted; nothing else is sent before (section 4.2)."""
+        while True:
+            try:
+                conf = await endpoint.call("BootNotification", self._boot_payload)
+            except (RpcError, CallTimeout) as exc:
+                log.warning("BootNotification failed (%s); retrying in %.0fs", exc, BOOT_RETRY_S)
+                await self.clock.sleep(BOOT_RETRY_S)
+                continue
+            interval = int(conf["interval"])
+            if conf["status"] == "Accepted":
+                if interval > 0:
+                    self.keys.change("HeartbeatInterval", str(interval))
+                log.info("BootNotification accepted")
+                return
+            retry = interval if interval > 0 else BOOT_RETRY_S
+            log.info("BootNotification %s; retrying in %ss", conf["status"], retry)
+            await self.clock.sleep(retry)
+
+    async def _heartbeat(self, endpoint: RpcEndpoint) -> None:
+        while True:
+            self._heartbeat_changed.clear()
+            interval = self.keys.get_int("HeartbeatInterval")
+            try:
+                await asyncio.wait_for(self._heartbeat_changed.wait(), timeout=interval)
+                continue  # the interval changed: start over with the new one
+            except TimeoutError:
+                pass
+            try:
+                await endpoint.call("Heartbeat", {})
+            except (RpcError, CallTimeout) as exc:
+                log.warning("Heartbeat failed: %s", exc)
+
+    async def _report_all_statuses(self, endpoint: RpcEndpoint) -> None:
+        """Send every connector's current status, then each change as it happens."""
+        operative = any(evse.operative for evse in self.station.evses.values())
+        station_status = ConnectorStatus.AVAILABLE if operative else ConnectorStatus.UNAVAILABLE
+        await self._send_status(endpoint, 0, station_status, "NoError")
+        for evse in self.station.evses.values():
+            for connector_id, (status, fault) in evse.statuses().items():
+                code = mapping.ERROR_CODES[fault] if fault else "NoError"
+                await self._send_status(endpoint, self._connector_of[(evse.id, connector_id)], status, code)
+        while True:
+            number, status, code = await self._status_queue.get()
+            await self._send_status(endpoint, number, status, code)
+
+    async def _send_status(
+        self, endpoint: RpcEndpoint, connector: int, status: ConnectorStatus, code: str
+    ) -> None:
+        payload = {
+            "connectorId": connector,
+            "errorCode": code,
+            "status": mapping.status_value(status),
+            "timestamp": mapping.timestamp(self.clock.now()),
+        }
+        try:
+            await endpoint.call("StatusNotification", payload)
+        except (RpcError, CallTimeout) as exc:
+            log.warning("StatusNotification failed: %s", exc)
+
+    # -- station events -----------------------------------------------------------
+
+    def _on_station_event(self, event: StationEvent) -> None:
+        if isinstance(event, StatusChanged):
+            if self.online:
+                number = self._connector_of[(event.evse_id, event.connector_id)]
+                code = mapping.ERROR_CODES[event.fault] if event.fault else "NoError"
+                self._status_queue.put_nowait((number, event.status, code))
+        elif isinstance(event, TxMessageQueued):
+            if self._outbox is not None:
+                self._outbox.wake()
+        elif isinstance(event, MeterValuesSampled) and self.online:
+            self._tasks.spawn(self._send_meter_values(event), name="meter-values")
+
+    async def _send_meter_values(self, event: MeterValuesSampled) -> None:
+        """Clock-aligned values outside a transaction: sent if online, never queued."""
+        endpoint = self._endpoint
+        measurands = self.keys.get_list("MeterValuesAlignedData")
+        values = mapping.sampled_values(
+            event.sample, measurands, mapping.READING_CONTEXT[event.context], event.offered_current_a
+        )
+        if endpoint is None or not values:
+            return
+        payload = {
+            "connectorId": self._connector_of[(event.evse_id, event.connector_id)],
+            "meterValue": [{"timestamp": mapping.timestamp(event.at), "sampledValue": values}],
+        }
+        try:
+            await endpoint.call("MeterValues", payload)
+        except (RpcError, CallTimeout, ConnectionLost) as exc:
+            log.info("aligned MeterValues not sent: %s", exc)
+
+    # -- transaction messages (the outbox) -------------------------------------------
+
+    async def _deliver(self, entry: OutboxEntry) -> None:
+        endpoint = self._endpoint
+        if endpoint is None:
+            raise ConnectionLost("not connected")
+        tx = self.store.get_transaction(entry.tx_local_id)
+        connector = self._connector_of.get((tx.evse_id, tx.connector_id), 1)
+        if entry.kind == TxEventKind.STARTED:
+            payload: dict[str, Any] = {
+                "connectorId": connector,
+                "idTag": tx.id_token,
+                "meterStart": mapping.energy_wh(tx.meter_start_wh),
+                "timestamp": mapping.timestamp(tx.started_at),
+            }
+            if tx.reservation_id is not None:
+                payload["reservationId"] = tx.reservation_id
+            conf = await endpoint.call("StartTransaction", payload)
+            self.store.set_csms_tx_id(tx.local_id, str(conf["transactionId"]))
+            self._remember(tx.id_token, conf["idTagInfo"])
+            if conf["idTagInfo"]["status"] != "Accepted" and self.keys.get_bool("StopTransactionOnInvalidId"):
+                self._tasks.spawn(
+                    self.station.stop_transaction(tx.local_id, StopReason.DE_AUTHORIZED),
+                    name="stop-invalid-id",
+                )
+            return
+        if tx.csms_tx_id is None:
+            # Only possible when the StartTransaction was given up: never invent an id.
+            log.error("transaction %s has no CSMS id; %s not sent", tx.local_id, entry.kind)
+            raise Skip
+        if entry.kind == TxEventKind.UPDATED:
+            clock = entry.payload.get("context") == SampleContext.CLOCK
+            key = "MeterValuesAlignedData" if clock else "MeterValuesSampledData"
+            value = mapping.meter_value(entry.payload, self.keys.get_list(key))
+            if value is None:
+                raise Skip
+            await endpoint.call(
+                "MeterValues",
+                {"connectorId": connector, "transactionId": int(tx.csms_tx_id), "meterValue": [value]},
+            )
+            return
+        stop: dict[str, Any] = {
+            "transactionId": int(tx.csms_tx_id),
+            "meterStop": mapping.energy_wh(tx.meter_stop_wh or tx.meter_start_wh),
+            "timestamp": mapping.timestamp(tx.stopped_at or self.clock.now()),
+            "reason": mapping.STOP_REASONS[tx.stop_reason or StopReason.OTHER],
+        }
+        if tx.stop_id_token:
+            stop["idTag"] = tx.stop_id_token
+        data = self._transaction_data(tx.local_id)
+        if data:
+            stop["transactionData"] = data
+        conf = await endpoint.call("StopTransaction", stop)
+        if tx.stop_id_token and "idTagInfo" in conf:
+            self._remember(tx.stop_id_token, conf["idTagInfo"])
+
+    def _transaction_data(self, local_id: int) -> list[dict[str, Any]]:
+        """StopTxnSampledData / StopTxnAlignedData values of a transaction (section 9.1)."""
+        sampled = self.keys.get_list("StopTxnSampledData")
+        aligned = self.keys.get_list("StopTxnAlignedData")
+        data = []
+        for entry in self.store.tx_entries(local_id):
+            if not entry.payload:
+                continue
+            context = entry.payload.get("context")
+            measurands = aligned if context == SampleContext.CLOCK else sampled
+            value = mapping.meter_value(entry.payload, measurands)
+            if value is not None:
+                data.append(value)
+        return data
+
+    # -- authorization --------------------------------------------------------------
+
+    async def authorize(self, token: IdToken) -> AuthResult:
+        """Local pre-authorization, then the CSMS, then the offline rules (section 3.5)."""
+        if len(token.value) > ID_TAG_MAX:
+            return AuthResult(AuthStatus.INVALID)
+        cached = self._cached(token.value)
+        endpoint = self._endpoint
+        if self.online and endpoint is not None:
+            if cached is not None and cached.accepted and self.keys.get_bool("LocalPreAuthorize"):
+                return cached
+            try:
+                conf = await endpoint.call("Authorize", {"idTag": token.value})
+                return self._remember(token.value, conf["idTagInfo"])
+            except (RpcError, CallTimeout, ConnectionLost) as exc:
+                log.warning("Authorize failed (%s): applying the offline rules", exc)
+        if self.keys.get_bool("LocalAuthorizeOffline") and cached is not None:
+            return cached
+        if self.keys.get_bool("AllowOfflineTxForUnknownId"):
+            return AuthResult(AuthStatus.ACCEPTED)
+        return AuthResult(AuthStatus.INVALID)
+
+    def _cache(self) -> dict[str, dict[str, Any]]:
+        raw = self.store.get_setting(CACHE_KEY)
+        cache: dict[str, dict[str, Any]] = json.loads(raw) if raw else {}
+        return cache
+
+    def _cached(self, id_tag: str) -> AuthResult | None:
+        if not self.keys.get_bool("AuthorizationCacheEnabled"):
+            return None
+        info = self._cache().get(id_tag)
+        if info is None:
+            return None
+        result = self._result(info)
+        if result.expires_at is not None and result.expires_at <= self.clock.now():
+            return AuthResult(AuthStatus.EXPIRED)
+        return result
+
+    def _result(self, info: Mapping[str, Any]) -> AuthResult:
+        expiry = info.get("expiryDate")
+        return AuthResult(
+            status=mapping.AUTH_STATUS.get(info["status"], AuthStatus.INVALID),
+            group_id=info.get("parentIdTag"),
+            expires_at=datetime.fromisoformat(expiry.replace("Z", "+00:00")) if expiry else None,
+        )
+
+    def _remember(self, id_tag: str, info: Mapping[str, Any]) -> AuthResult:
+        """Update the authorization cache from an idTagInfo (section 3.5.1)."""
+        if self.keys.get_bool("AuthorizationCacheEnabled"):
+            cache = self._cache()
+            cache[id_tag] = dict(info)
+            self.store.set_setting(CACHE_KEY, json.dumps(cache))
+        return self._result(info)
+
+    # -- CSMS-initiated CALLs ----------------------------------------------------------
+
+    def _evse_of(self, connector: int) -> int | None:
+        place = self.connectors.get(connector)
+        return place[0] if place else None
+
+    async def _on_remote_start(self, payload: dict[str, Any]) -> dict[str, Any]:
+        connector = payload.get("connectorId")
+        evse_id = self._evse_of(connector) if connector is not None else None
+        if connector is not None and evse_id is None:
+            return {"status": "Rejected"}
+        if "chargingProfile" in payload:
+            log.info("RemoteStartTransaction carries a charging profile: not applied yet")
+        token = IdToken(payload["idTag"], TokenType.CENTRAL)
+        authorize = self.keys.get_bool("AuthorizeRemoteTxRequests")
+        accepted = self.station.remote_start(token, evse_id, authorize=authorize)
+        return {"status": "Accepted" if accepted else "Rejected"}
+
+    async def _on_remote_stop(self, payload: dict[str, Any]) -> dict[str, Any]:
+        wanted = str(payload["transactionId"])
+        for evse in self.station.evses.values():
+            if evse.tx is not None and self.store.get_transaction(evse.tx.local_id).csms_tx_id == wanted:
+                self._tasks.spawn(
+                    self.station.stop_transaction(evse.tx.local_id, StopReason.REMOTE),
+                    name="remote-stop",
+                )
+                return {"status": "Accepted"}
+        return {"status": "Rejected"}
+
+    async def _on_reset(self, payload: dict[str, Any]) -> dict[str, Any]:
+        hard = payload["type"] == "Hard"
+        self._tasks.spawn(self._reset(hard), name="reset")
+        return {"status": "Accepted"}
+
+    async def _reset(self, hard: bool) -> None:
+        """Stop transactions (SoftReset / HardReset), then restart the agent (section 5.14)."""
+        await self.station.stop_all(StopReason.HARD_RESET if hard else StopReason.SOFT_RESET)
+        if not hard:
+            # A soft reset lets the StopTransactions go out before the connection closes.
+            deadline = asyncio.get_running_loop().time() + SOFT_RESET_DRAIN_S
+            while self.store.pending_count() and self.online:
+                if asyncio.get_running_loop().time() > deadline:
+                    break
+                await self.clock.sleep(0.05)
+        self._request_reset(hard)
+
+    async def _on_change_availability(self, payload: dict[str, Any]) -> dict[str, Any]:
+        connector = int(payload["connectorId"])
+        operative = payload["type"] == "Operative"
+        if connector == 0:
+            applied = self.station.set_operative(None, operative)
+        else:
+            evse_id = self._evse_of(connector)
+            if evse_id is None:
+                return {"status": "Rejected"}
+            applied = self.station.set_operative(evse_id, operative)
+        if connector == 0 and self.online:
+            state = ConnectorStatus.AVAILABLE if operative else ConnectorStatus.UNAVAILABLE
+            self._status_queue.put_nowait((0, state, "NoError"))
+        return {"status": "Accepted" if applied else "Scheduled"}
+
+    async def _on_unlock_connector(self, payload: dict[str, Any]) -> dict[str, Any]:
+        evse_id = self._evse_of(int(payload["connectorId"]))
+        if evse_id is None:
+            return {"status": "NotSupported"}
+        result = await self.station.unlock(evse_id)
+        return {"status": {"unlocked": "Unlocked", "failed": "UnlockFailed"}.get(result, "NotSupported")}
+
+    async def _on_clear_cache(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self.store.set_setting(CACHE_KEY, "{}")
+        return {"status": "Accepted"}
+
+    async def _on_get_configuration(self, payload: dict[str, Any]) -> dict[str, Any]:
+        wanted = payload.get("key")
+        known = {key.name: (key, value) for key, value in self.keys.items()}
+        names = list(known) if not wanted else wanted
+        result: dict[str, Any] = {"configurationKey": [], "unknownKey": []}
+        for name in names:
+            if name in known:
+                key, value = known[name]
+                result["configurationKey"].append({"key": name, "readonly": key.readonly, "value": value})
+            else:
+                result["unknownKey"].append(name)
+        return {field: items for field, items in result.items() if items}
+
+    async def _on_change_configuration(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return {"status": self.keys.change(payload["key"], payload["value"]).value}
+
+    async def _on_data_transfer(self, payload: dict[str, Any]) -> dict[str, Any]:
+        handler = self._vendor_handlers.get(payload["vendorId"])
+        if handler is None:
+            return {"status": "UnknownVendorId"}
+        status, data = await handler(payload.get("messageId"), payload.get("data"))
+        return {"status": status} if data is None else {"status": status, "data": data}
+
+    async def data_transfer(
+        self, vendor_id: str, message_id: str | None = None, data: str | None = None
+    ) -> dict[str, Any]:
+        """Send a DataTransfer to the CSMS; raises ConnectionLost when offline."""
+        endpoint = self._endpoint
+        if endpoint is None or not self.online:
+            raise ConnectionLost("not connected")
+        payload: dict[str, Any] = {"vendorId": vendor_id}
+        if message_id is not None:
+            payload["messageId"] = message_id
+        if data is not None:
+            payload["data"] = data
+        return await endpoint.call("DataTransfer", payload)
