@@ -33,13 +33,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
 import logging
 import re
+import ssl
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, is_dataclass, replace
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -135,6 +137,17 @@ def _reply_id(frame: list[Any] | None) -> str | None:
     if frame is None or len(frame) < 2 or frame[0] not in (_CALLRESULT, _CALLERROR):
         return None
     return frame[1] if isinstance(frame[1], str) else None
+
+
+def _basic_auth(header: str | None) -> tuple[str, str] | None:
+    """(user, password) from an HTTP Basic Authorization header, or None."""
+    if header is None or not header.startswith("Basic "):
+        return None
+    try:
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return user, password
 
 
 def _take(counters: dict[str, int], action: str) -> bool:
@@ -313,8 +326,13 @@ class Csms:
         host: str = "127.0.0.1",
         port: int = 0,
         subprotocols: Iterable[str] = ("ocpp1.6",),
+        ssl_context: ssl.SSLContext | None = None,
+        passwords: Mapping[str, str] | None = None,
     ) -> None:
         self.behaviour = behaviour if behaviour is not None else CsmsBehaviour()
+        self._ssl = ssl_context
+        # Security profile 1/2: HTTP Basic auth per charge point id (None: no check).
+        self._passwords = dict(passwords) if passwords is not None else None
         self._host = host
         self._requested_port = port
         self._subprotocols = [Subprotocol(s) for s in subprotocols]
@@ -334,6 +352,7 @@ class Csms:
         self._server = await serve(
             self._handle, self._host, self._requested_port,
             subprotocols=self._subprotocols, process_request=self._check_request,
+            ssl=self._ssl,
         )  # fmt: skip
 
     async def stop(self) -> None:
@@ -362,7 +381,8 @@ class Csms:
     @property
     def url(self) -> str:
         """The endpoint URL; the charge point appends "/<charge point id>"."""
-        return f"ws://{self._host}:{self.port}/ocpp"
+        scheme = "wss" if self._ssl is not None else "ws"
+        return f"{scheme}://{self._host}:{self.port}/ocpp"
 
     # -- what was received -----------------------------------------------------------------
 
@@ -491,8 +511,14 @@ class Csms:
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Refuse a handshake whose path has no charge point id (HTTP 400)."""
-        if not _cp_id_from_path(request.path):
+        cp_id = _cp_id_from_path(request.path)
+        if not cp_id:
             return connection.respond(HTTPStatus.BAD_REQUEST, "missing charge point id\n")
+        if self._passwords is not None:
+            expected = self._passwords.get(cp_id)
+            given = _basic_auth(request.headers.get("Authorization"))
+            if expected is None or given != (cp_id, expected):
+                return connection.respond(HTTPStatus.UNAUTHORIZED, "bad credentials\n")
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:

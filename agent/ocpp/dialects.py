@@ -71,6 +71,8 @@ class Dialect:
             validate(payload)
         except fastjsonschema.JsonSchemaValueException as exc:
             return self._violation(exc)
+        except (ValueError, ArithmeticError) as exc:  # e.g. multipleOf on NaN or infinity
+            return SchemaViolation("PropertyConstraintViolation", f"invalid number: {exc}", "")
         return None
 
     def _violation(self, exc: fastjsonschema.JsonSchemaValueException) -> SchemaViolation:

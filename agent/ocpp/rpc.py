@@ -331,7 +331,11 @@ class RpcEndpoint:
 
     async def _answer(self, unique_id: str, action: str, payload: dict[str, Any]) -> None:
         """Validate a CALL, run its handler and send the CALLRESULT or CALLERROR."""
-        frame = await self._handle(unique_id, action, payload)
+        try:
+            frame = await self._handle(unique_id, action, payload)
+        except Exception:  # a bug in this module: still answer, as the CSMS waits for it
+            _log.exception("answering %s (%s) failed", action, unique_id)
+            frame = [_CALLERROR, unique_id, "InternalError", _INTERNAL, {}]
         await self._send_reply(frame, action)
 
     async def _handle(self, unique_id: str, action: str, payload: dict[str, Any]) -> list[Any]:

@@ -656,6 +656,19 @@ async def test_handler_result_violating_response_schema_sends_internal_error_and
     )
 
 
+async def test_handler_result_with_nan_charging_limit_sends_internal_error(
+    connect: Connect,
+) -> None:
+    async def nan_schedule(payload: dict[str, Any]) -> dict[str, Any]:
+        period = {"startPeriod": 0, "limit": float("nan")}
+        schedule = {"chargingRateUnit": "A", "chargingSchedulePeriod": [period]}
+        return {"status": "Accepted", "connectorId": 1, "chargingSchedule": schedule}
+
+    peer = connect(handlers={"GetCompositeSchedule": nan_schedule})
+    peer.push([2, "h2", "GetCompositeSchedule", {"connectorId": 1, "duration": 60}])
+    assert await peer.sent_text() == INTERNAL_ERROR
+
+
 async def test_handler_raising_code_unknown_to_the_version_sends_internal_error(
     connect: Connect,
 ) -> None:
