@@ -129,6 +129,7 @@ class Evse:
         self._sampler: asyncio.Task[Any] | None = None
         self._authorizing = False
         self._board_failed = False
+        self._settling = False  # the lifecycle worker has queued or running work
 
     # -- running -----------------------------------------------------------------
 
@@ -164,10 +165,13 @@ class Evse:
     async def _lifecycle_worker(self) -> None:
         while True:
             job = await self._inbox.get()
+            self._settling = True
             try:
                 await job()
             except Exception:
                 log.exception("EVSE %s: lifecycle step failed", self.id)
+            finally:
+                self._settling = not self._inbox.empty()
             self.publish_status()
 
     # -- the safety path ------------------------------------------------------------
@@ -178,11 +182,8 @@ class Evse:
             self.pilot = event.state
             ev_events = self._decoder.feed(event.state)
             if ev_events:
-                # The lifecycle worker publishes the status once the session has taken
-                # the event in (no transient SuspendedEV between unplug and Available).
+                self._settling = True
                 self._inbox.put_nowait(lambda: self._on_ev_events(ev_events))
-                self._outputs_dirty.set()
-                return
         elif isinstance(event, FaultEvent):
             self._set_fault(event.code, event.active, event.detail)
         elif isinstance(event, ContactorEvent):
@@ -244,7 +245,14 @@ class Evse:
     # -- status ------------------------------------------------------------------
 
     def publish_status(self) -> None:
-        """Recompute every connector's status and emit those that changed."""
+        """Recompute every connector's status and emit those that changed.
+
+        While the lifecycle worker has work queued, the status waits for it: the session
+        phase is about to change, and publishing now would report a transient state
+        (say SuspendedEV between an unplug and the end of its transaction).
+        """
+        if self._settling:
+            return
         outputs = self.desired_outputs()
         faults = frozenset(self.faults)
         fault = primary_fault(faults)
@@ -320,17 +328,22 @@ class Evse:
         self._tasks.spawn(self._authorize_and_go(token, check=authorize), name=f"evse-{self.id}-remote")
         return True
 
+    @property
+    def authorizing(self) -> bool:
+        """Whether a token check is in flight (further taps are ignored meanwhile)."""
+        return self._authorizing
+
     async def _authorize_and_go(self, token: IdToken, *, check: bool) -> None:
         try:
             if check:
                 result = await self._authorizer().authorize(token)
             else:
                 result = AuthResult(AuthStatus.ACCEPTED)
-            self._emit(AuthorizationOutcome(self.id, token, result))
-            if result.accepted:
-                self._inbox.put_nowait(lambda: self._authorized(token))
         finally:
             self._authorizing = False
+        if result.accepted:
+            self._inbox.put_nowait(lambda: self._authorized(token))
+        self._emit(AuthorizationOutcome(self.id, token, result))
 
     async def _authorized(self, token: IdToken) -> None:
         if not self.available_for_new_session():
