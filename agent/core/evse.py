@@ -369,7 +369,7 @@ class Evse:
     async def unlock_connector(self) -> UnlockResult:
         """Stop any transaction here, then release the connector lock."""
         if self.state == SessionPhase.TRANSACTION:
-            await self.stop_transaction(StopReason.OTHER)
+            await self.stop_transaction(StopReason.UNLOCK)
         if self.lock is None:
             return UnlockResult.NOT_SUPPORTED
         return UnlockResult.UNLOCKED if await self._drive_lock(False) else UnlockResult.FAILED

@@ -35,7 +35,7 @@ class EvEvent(StrEnum):
 def duty_percent_for_current(current_a: float) -> float | None:
     """PWM duty for a current limit (IEC 61851-1 Table A.7); None below 6 A (pause the EV).
 
-    6-51 A: duty = A / 0.6; 51-80 A: duty = A / 2.5 + 64; above 80 A the duty is capped
+    6-51 A: duty = A / 0.6; 52.5-80 A: duty = A / 2.5 + 64; above 80 A the duty is capped
     at 96 % (80 A).
     """
     if current_a < MIN_CURRENT_A:
@@ -43,6 +43,10 @@ def duty_percent_for_current(current_a: float) -> float | None:
     current_a = min(current_a, MAX_PWM_CURRENT_A)
     if current_a <= 51.0:
         return round(current_a / 0.6, 2)
+    if current_a < 52.5:
+        # The table has no duty for 51-52.5 A: 85 % reads as 51 A and anything above 85 %
+        # already reads as 52.5 A or more, so offer 51 A rather than more than the limit.
+        return 85.0
     return round(current_a / 2.5 + 64.0, 2)
 
 

@@ -71,6 +71,7 @@ class StopReason(StrEnum):
     POWER_LOSS = "power_loss"
     REBOOT = "reboot"  # the agent was shut down on request (SIGTERM)
     UNAVAILABLE = "unavailable"
+    UNLOCK = "unlock"  # the CSMS asked to unlock the connector
     FAULT = "fault"
     OTHER = "other"
 

@@ -110,6 +110,10 @@ class Ocpp16Adapter:
             "UnlockConnector": self._on_unlock_connector,
         }
 
+    def register_vendor(self, vendor_id: str, handler: VendorHandler) -> None:
+        """Answer DataTransfer requests for `vendor_id` with `handler`."""
+        self._vendor_handlers[vendor_id] = handler
+
     def ping_interval_s(self) -> float | None:
         """The websocket ping interval for the next connection (None: off)."""
         value = self.keys.get_int("WebSocketPingInterval")

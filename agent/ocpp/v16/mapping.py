@@ -46,6 +46,7 @@ STOP_REASONS: dict[StopReason, str] = {
     StopReason.POWER_LOSS: "PowerLoss",
     StopReason.REBOOT: "Reboot",
     StopReason.UNAVAILABLE: "Other",
+    StopReason.UNLOCK: "UnlockCommand",
     StopReason.FAULT: "Other",
     StopReason.OTHER: "Other",
 }
