@@ -166,8 +166,24 @@ class Agent:
             else None,
             ssl_context=self._ssl_context(),
             on_frame=self.messages,
+            on_state=lambda _state: self._notify(),
         )
         self._tasks = TaskSet("agent")
+        self._changed = asyncio.Event()
+        self.station.subscribe(lambda _event: self._notify())
+        self.messages.listeners.append(lambda _frame: self._notify())
+        self.adapter.on_change.append(self._notify)
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+        """Return once `predicate()` holds, re-checking whenever the agent's state changes:
+        a station event, an OCPP frame, the connection, the outbox. Raises TimeoutError."""
+        async with asyncio.timeout(timeout_s):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
 
     def _boot_payload(self) -> dict[str, str]:
         station = self.config.station
@@ -214,6 +230,8 @@ class Agent:
                 if hardware.reader is not None:
                     await hardware.reader.start(self._reader_sink(evse_id))
                 if hardware.plant is not None:
+                    if self.config.simulator.auto_plug:
+                        hardware.plant.plug_in(self._default_ev())
                     self._tasks.spawn(hardware.plant.run(), name=f"plant-{evse_id}")
             self._tasks.spawn(self.supervisor.run(), name="connection")
             waiters = [self._outcome]
@@ -238,6 +256,20 @@ class Agent:
             if not self.store.pending_count() or not self.adapter.online:
                 break
             await asyncio.sleep(0.05)
+
+    def _default_ev(self) -> Any:
+        from simulator.ev import EvParameters, SimEv
+
+        ev = self.config.simulator.ev
+        return SimEv(
+            EvParameters(
+                battery_wh=ev.battery_wh,
+                soc_percent=ev.soc_percent,
+                max_current_a=ev.max_current_a,
+                phases=ev.phases,
+                target_soc_percent=ev.target_soc_percent,
+            )
+        )
 
     def _reader_sink(self, evse_id: int) -> Callable[[TokenRead], None]:
         from agent.core.events import IdToken

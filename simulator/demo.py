@@ -1,24 +1,18 @@
 """`cpagent demo`: two scripted charging sessions on simulated hardware, watched live.
 
-Responsible for the first thing a new user runs: it starts the local CSMS
-(simulator.csms) on 127.0.0.1, builds an in-memory config for a simulated two-EVSE
-station, runs the *real* agent (agent.app.Agent) against it and plays a story on the
-simulated plants, narrating each step and awaiting the agent's real events and the
-CSMS's real answers:
+Responsible for the first thing a new user runs: start the local CSMS (simulator.csms)
+on 127.0.0.1, build an in-memory config for a simulated two-EVSE station, run the *real*
+agent (agent.app.Agent) against it and play a story on the plants, narrating each step
+and awaiting the agent's real events and the CSMS's real answers. EVSE 1: plug in, tap,
+charge until the small battery is full (SuspendedEV), unplug (StopTransaction
+EVDisconnected). EVSE 2 meanwhile: tap first, plug in, charge a while, tap again
+(StopTransaction Local), unplug. The story is bounded in wall-clock time: an expectation
+not met in time is printed and the exit code is 1. On a TTY the state is redrawn in place
+with ANSI escapes (no curses); `--plain` or a non-TTY stdout prints one line per event.
 
-- EVSE 1: plug in, tap a card (Authorize, StartTransaction, Charging, MeterValues), the
-  small battery fills up (SuspendedEV), the driver unplugs (StopTransaction,
-  EVDisconnected), Available again.
-- EVSE 2, at the same time: tap first, then plug in, charge for a while, tap the same
-  card to stop (StopTransaction, Local), unplug.
-
-The whole story is bounded in wall-clock time; an expectation not met in time is printed
-and the demo returns exit code 1. On a TTY the state is redrawn in place with ANSI
-escapes (no curses); `--plain` or a non-TTY stdout prints one line per event instead.
-
-It must not: reach into the agent's internals beyond its public attributes, wait for
-the world with fixed sleeps (pauses exist only to make the live view readable), leave
-the agent, the CSMS or a task running when it returns, or print an id token unmasked.
+It must not: reach into the agent beyond its public attributes, wait for the world with
+fixed sleeps (pauses only make the live view readable), leave the agent, the CSMS or a
+task running when it returns, or print an id token unmasked.
 """
 
 from __future__ import annotations
@@ -39,12 +33,7 @@ from typing import Any, TextIO
 
 from agent.app import Agent, mask_tokens
 from agent.config import Config, ConfigError, parse_config
-from agent.core.events import (
-    AuthorizationOutcome,
-    PhaseChanged,
-    StationEvent,
-    StatusChanged,
-)
+from agent.core.events import AuthorizationOutcome, PhaseChanged, StationEvent, StatusChanged
 from agent.core.status import ConnectorStatus, SessionPhase
 from agent.ocpp.rpc import Frame
 from simulator.csms import Csms, CsmsBehaviour
@@ -70,6 +59,8 @@ LIVE_PAUSE_S = 1.2
 RECHECK_S = 0.25
 MESSAGES_SHOWN = 12
 _ROW = "{:<4} {:<12} {:<12} {:<5} {:<9} {:>13} {:>7} {:>8} {:>10} {:>5} {:>3}"
+_HEADER = ("EVSE", "session", "status", "pilot", "contactor", "offered", "current", "power",
+           "energy", "SoC", "tx")  # fmt: skip
 _QUIET_LOGGERS = ("agent", "simulator", "drivers", "cpagent", "websockets", "ocpp", "transitions")
 
 
@@ -111,8 +102,7 @@ class Exchange:
 
     action: str
     request: dict[str, Any]
-    response: dict[str, Any] | None = None
-    error: str | None = None
+    response: dict[str, Any] | None = None  # None until a CALLRESULT came
 
 
 @dataclass
@@ -150,10 +140,7 @@ class Recorder:
             self._pending[unique_id] = exchange
         elif not frame.outgoing and kind in (3, 4) and unique_id in self._pending:
             exchange = self._pending.pop(unique_id)
-            if kind == 3:
-                exchange.response = dict(message[2])
-            else:
-                exchange.error = str(message[2])
+            exchange.response = dict(message[2]) if kind == 3 else None
             self.exchanges.append(exchange)
         self.poke()
 
@@ -243,10 +230,31 @@ def _fit(line: str, width: int) -> str:
     return line if len(line) <= width else line[: max(0, width - 1)] + "…"
 
 
-class PlainView:
-    """One line per narration, event and frame; no escape codes."""
+class _View:
+    """What every view does by default: nothing to run, nothing to restore."""
 
     live = False
+
+    def narrate(self, text: str) -> None:
+        """Tell a story step."""
+        raise NotImplementedError
+
+    def log(self, text: str) -> None:
+        """Show a warning from the agent's logs as a story line."""
+        self.narrate(f"! {text}")
+
+    def on_event(self, event: StationEvent) -> None:
+        """Show a station event (the live view shows them in its EVSE rows)."""
+
+    async def run(self) -> None:
+        """Keep the view up to date until cancelled."""
+
+    def close(self) -> None:
+        """Draw the last state and restore the terminal."""
+
+
+class PlainView(_View):
+    """One line per narration, event and frame; no escape codes."""
 
     def __init__(self, out: TextIO, recorder: Recorder) -> None:
         self._out = out
@@ -271,27 +279,16 @@ class PlainView:
         """Show an OCPP frame."""
         self._line(f"   {describe_frame(frame)}")
 
-    def log(self, text: str) -> None:
-        """Show a warning from the agent's logs."""
-        self._line(f"!! {text}")
 
-    async def run(self) -> None:
-        """Nothing to redraw."""
-
-    def close(self) -> None:
-        """Nothing to restore."""
-
-
-class LiveView:
+class LiveView(_View):
     """The state redrawn in place a few times a second with ANSI escape codes."""
 
     live = True
 
-    def __init__(self, out: TextIO, recorder: Recorder, agent: Agent, speed: float) -> None:
+    def __init__(self, out: TextIO, recorder: Recorder, agent: Agent) -> None:
         self._out = out
         self._recorder = recorder
         self._agent = agent
-        self._speed = speed
         self._story: deque[str] = deque(maxlen=8)
         self._frames: deque[str] = deque(maxlen=MESSAGES_SHOWN)
         self._drawn = 0
@@ -300,39 +297,20 @@ class LiveView:
         """Tell a story step (kept in the story panel)."""
         self._story.append(f"[{self._recorder.elapsed_s():5.1f}s] {text}")
 
-    def on_event(self, event: StationEvent) -> None:
-        """Events show in the EVSE rows; nothing else to keep."""
-
     def on_frame(self, frame: Frame) -> None:
         """Keep the frame for the message panel."""
         self._frames.append(describe_frame(frame))
-
-    def log(self, text: str) -> None:
-        """Show a warning from the agent's logs in the story panel."""
-        self._story.append(f"[{self._recorder.elapsed_s():5.1f}s] ! {text}")
 
     def render(self, width: int, height: int) -> list[str]:
         """The screen as lines, each at most `width` characters."""
         agent = self._agent
         lines = [
-            f"cpagent demo  station {agent.config.station.id}  CSMS {agent.config.csms.url}  "
-            f"connection: {agent.connection_state}",
-            f"speed x{self._speed:g}  elapsed {self._recorder.elapsed_s():.1f} s  "
-            f"OCPP frames {self._recorder.frames}",
+            f"cpagent demo  station {agent.config.station.id}  "
+            f"connection: {agent.connection_state}  CSMS {agent.config.csms.url}",
+            f"speed x{agent.config.simulator.time_scale:g}  elapsed "
+            f"{self._recorder.elapsed_s():.1f} s  OCPP frames {self._recorder.frames}",
             "",
-            _ROW.format(
-                "EVSE",
-                "session",
-                "status",
-                "pilot",
-                "contactor",
-                "offered (PWM)",
-                "current",
-                "power",
-                "energy",
-                "SoC",
-                "tx",
-            ),
+            _ROW.format(*_HEADER),
         ]
         lines += [self._row(evse_id) for evse_id in sorted(agent.station.evses)]
         # Everything must fit the screen: the redraw cannot move above its top line.
@@ -382,15 +360,16 @@ class LiveView:
         self._out.flush()
 
 
-View = PlainView | LiveView
+View = PlainView | LiveView  # fmt: skip
 
 
-class _ViewLogHandler(logging.Handler):
-    """Hands WARNING and worse from the agent's logs to the view, not to a bare stderr."""
+class _LogsToView(logging.Handler):
+    """While installed: library logs at WARNING, and those shown in the view, not on stderr."""
 
     def __init__(self, view: View) -> None:
         super().__init__(logging.WARNING)
         self._view = view
+        self._levels = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -398,24 +377,26 @@ class _ViewLogHandler(logging.Handler):
         except Exception:
             self.handleError(record)
 
+    def install(self) -> None:
+        """Quiet the libraries and route their warnings to the view."""
+        for name in _QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger().addHandler(self)
+
+    def remove(self) -> None:
+        """Undo install()."""
+        logging.getLogger().removeHandler(self)
+        for name, level in self._levels.items():
+            logging.getLogger(name).setLevel(level)
+
 
 class Story:
     """The scripted sessions: actions on the plants and cards, then awaited outcomes."""
 
-    def __init__(
-        self,
-        agent: Agent,
-        recorder: Recorder,
-        view: View,
-        timeout_s: float,
-        agent_task: asyncio.Task[Any],
-    ) -> None:
-        self.agent = agent
-        self.recorder = recorder
-        self.view = view
+    def __init__(self, agent: Agent, rec: Recorder, view: View, task: asyncio.Task[Any]) -> None:
+        self.agent, self.recorder, self.view, self.agent_task = agent, rec, view, task
+        self.timeout_s = timeout_s = demo_timeout_s(agent.config.simulator.time_scale)
         self.deadline_s = time.monotonic() + timeout_s
-        self.timeout_s = timeout_s
-        self.agent_task = agent_task
         self.results: dict[int, str] = {}
 
     def plant(self, evse_id: int) -> Plant:
@@ -433,6 +414,11 @@ class Story:
                 raise ExpectationError(f"{what} (not within the demo's {self.timeout_s:.0f} s)")
             await self.recorder.changed(min(left_s, RECHECK_S))
 
+    async def expect_phase(self, evse_id: int, phase: SessionPhase, what: str) -> None:
+        """Wait until the EVSE's session machine is in `phase`; raises ExpectationError."""
+        evse = self.agent.station.evses[evse_id]
+        await self.expect(f"EVSE {evse_id}: {what}", lambda: evse.state == phase)
+
     async def pause(self) -> None:
         """A moment to read the live view (none in plain mode)."""
         if self.view.live:
@@ -443,7 +429,8 @@ class Story:
         self.view.narrate(f"EVSE {evse_id}: {text}")
 
     async def authorize(self, evse_id: int, card: str) -> None:
-        """Tap `card` and await the CSMS's Accepted."""
+        """Tap `card` and await the CSMS's Accepted; raises ExpectationError."""
+        self.say(evse_id, f"the driver taps card {mask_card(card)}")
         before = len(self.recorder.answered("Authorize", idTag=card))
         self.agent.tap(evse_id, card)
         await self.expect(
@@ -453,7 +440,7 @@ class Story:
         answer = self.recorder.answered("Authorize", idTag=card)[-1].response or {}
         status = answer.get("idTagInfo", {}).get("status")
         if status != "Accepted":
-            raise ExpectationError(f"EVSE {evse_id}: card {mask_card(card)} Accepted, got {status}")
+            raise ExpectationError(f"card {mask_card(card)} Accepted, got {status}")
 
     async def started(self, evse_id: int) -> int:
         """Await the StartTransaction answer and Charging; return the transaction id."""
@@ -469,9 +456,12 @@ class Story:
         self.say(evse_id, f"transaction {tx_id} started: contactor closed, charging")
         return tx_id
 
-    def meter_values(self, tx_id: int) -> int:
-        """How many MeterValues of this transaction the CSMS acknowledged."""
-        return len(self.recorder.answered("MeterValues", transactionId=tx_id))
+    async def meter_values(self, evse_id: int, tx_id: int, count: int) -> None:
+        """Await `count` MeterValues of the transaction acknowledged by the CSMS."""
+        await self.expect(
+            f"EVSE {evse_id}: {count} MeterValues of transaction {tx_id}",
+            lambda: len(self.recorder.answered("MeterValues", transactionId=tx_id)) >= count,
+        )
 
     async def stopped(self, evse_id: int, tx_id: int, reason: str) -> None:
         """Await the StopTransaction answer for `tx_id` with `reason`."""
@@ -481,44 +471,37 @@ class Story:
         )
         stop = self.recorder.answered("StopTransaction", transactionId=tx_id)[-1].request
         if stop.get("reason", "Local") != reason:
-            raise ExpectationError(
-                f"EVSE {evse_id}: stop reason {reason}, got {stop.get('reason')}"
-            )
+            raise ExpectationError(f"stop reason {reason}, got {stop.get('reason')}")
 
-    async def available(self, evse_id: int) -> None:
-        """Await the connector being reported Available to the CSMS."""
+    async def unplug(
+        self, evse_id: int, tx_id: int, card: str, ev: EvParameters, stops: str | None = None
+    ) -> None:
+        """Unplug (awaiting the stop it causes, if any), await Available, keep the summary."""
+        self.say(evse_id, "the driver unplugs and drives off")
+        left = self.plant(evse_id).unplug()
+        if stops is not None:
+            await self.stopped(evse_id, tx_id, stops)
         await self.expect(
             f"EVSE {evse_id}: StatusNotification Available after the car left",
             lambda: self.recorder.last_status_sent(evse_id) == "Available",
         )
-
-    def summarize(self, evse_id: int, tx_id: int, card: str, soc: tuple[float, float]) -> None:
-        """Keep the summary line of a finished session."""
         start = self.recorder.answered("StartTransaction", connectorId=evse_id)[-1].request
         stop = self.recorder.answered("StopTransaction", transactionId=tx_id)[-1].request
         energy_wh = int(stop["meterStop"]) - int(start["meterStart"])
         self.results[evse_id] = (
             f"EVSE {evse_id}: transaction {tx_id}, card {mask_card(card)}, "
             f"{energy_wh / 1000:.2f} kWh delivered (meter {start['meterStart']} -> "
-            f"{stop['meterStop']} Wh), SoC {soc[0]:.0f} % -> {soc[1]:.0f} %, "
-            f"stopped: {stop.get('reason', 'Local')}"
+            f"{stop['meterStop']} Wh), SoC {ev.soc_percent:.0f} % -> "
+            f"{left.soc_percent if left else 0:.0f} %, stopped: {stop.get('reason', 'Local')}"
         )
+        self.say(evse_id, "done, Available again")
 
     async def evse_1(self) -> None:
         """Plug in, tap, charge until full, unplug."""
-        self.say(
-            1,
-            f"a car arrives (battery {EV_1.battery_wh / 1000:g} kWh at "
-            f"{EV_1.soc_percent:g} %, {EV_1.max_current_a:g} A x {EV_1.phases}) "
-            "and plugs in",
-        )
+        self.say(1, f"a car arrives ({_describe_ev(EV_1)}) and plugs in")
         self.plant(1).plug_in(SimEv(EV_1))
-        await self.expect(
-            "EVSE 1: the car detected (Preparing)",
-            lambda: self.agent.station.evses[1].state == SessionPhase.PLUGGED,
-        )
+        await self.expect_phase(1, SessionPhase.PLUGGED, "the car detected (Preparing)")
         await self.pause()
-        self.say(1, f"the driver taps card {mask_card(CARD_EVSE_1)}")
         await self.authorize(1, CARD_EVSE_1)
         tx_id = await self.started(1)
         await self.expect(
@@ -527,60 +510,29 @@ class Story:
         )
         ev = self.plant(1).ev
         self.say(1, f"battery full ({ev.soc_percent if ev else 0:.0f} %): SuspendedEV")
-        await self.expect(
-            f"EVSE 1: 2 MeterValues of transaction {tx_id}", lambda: self.meter_values(tx_id) >= 2
-        )
+        await self.meter_values(1, tx_id, 2)
         await self.pause()
-        self.say(1, "the driver unplugs and drives off")
-        left = self.plant(1).unplug()
-        await self.stopped(1, tx_id, "EVDisconnected")
-        await self.available(1)
-        soc = (EV_1.soc_percent, left.soc_percent if left else 0.0)
-        self.summarize(1, tx_id, CARD_EVSE_1, soc)
-        self.say(1, "done, Available again")
+        await self.unplug(1, tx_id, CARD_EVSE_1, EV_1, stops="EVDisconnected")
 
     async def evse_2(self) -> None:
         """Tap first, plug in, charge a while, tap again to stop, unplug."""
-        await self.expect(
-            "EVSE 2: the connection to the CSMS (BootNotification accepted)",
-            lambda: bool(self.recorder.answered("BootNotification")),
-        )
         await self.pause()
-        self.say(2, f"another driver taps card {mask_card(CARD_EVSE_2)} before plugging in")
         await self.authorize(2, CARD_EVSE_2)
-        await self.expect(
-            "EVSE 2: authorized, waiting for the car",
-            lambda: self.agent.station.evses[2].state == SessionPhase.AUTHORIZED,
-        )
+        await self.expect_phase(2, SessionPhase.AUTHORIZED, "authorized, waiting for the car")
         await self.pause()
-        self.say(
-            2,
-            f"the car plugs in (battery {EV_2.battery_wh / 1000:g} kWh at "
-            f"{EV_2.soc_percent:g} %, {EV_2.max_current_a:g} A x {EV_2.phases})",
-        )
+        self.say(2, f"the car plugs in ({_describe_ev(EV_2)})")
         self.plant(2).plug_in(SimEv(EV_2))
         tx_id = await self.started(2)
-        await self.expect(
-            f"EVSE 2: {EVSE_2_METER_VALUES} MeterValues of transaction {tx_id}",
-            lambda: self.meter_values(tx_id) >= EVSE_2_METER_VALUES,
-        )
+        await self.meter_values(2, tx_id, EVSE_2_METER_VALUES)
         self.say(2, f"the driver comes back and taps card {mask_card(CARD_EVSE_2)} again")
         self.agent.tap(2, CARD_EVSE_2)
         await self.stopped(2, tx_id, "Local")
-        await self.expect(
-            "EVSE 2: Finishing (transaction over, car still plugged in)",
-            lambda: self.agent.station.evses[2].state == SessionPhase.FINISHING,
-        )
+        await self.expect_phase(2, SessionPhase.FINISHING, "Finishing (car still plugged in)")
         await self.pause()
-        self.say(2, "the driver unplugs")
-        left = self.plant(2).unplug()
-        await self.available(2)
-        soc = (EV_2.soc_percent, left.soc_percent if left else 0.0)
-        self.summarize(2, tx_id, CARD_EVSE_2, soc)
-        self.say(2, "done, Available again")
+        await self.unplug(2, tx_id, CARD_EVSE_2, EV_2)
 
     async def play(self) -> None:
-        """Both EVSEs' stories at once; raises ExpectationError for the first unmet expectation."""
+        """Both EVSEs' stories at once; raises ExpectationError for the first unmet one."""
         await self.expect(
             "the agent connected and booted (BootNotification accepted)",
             lambda: bool(self.recorder.answered("BootNotification")),
@@ -592,6 +544,13 @@ class Story:
                 group.create_task(self.evse_2(), name="demo-evse-2")
         except* ExpectationError as failures:
             raise failures.exceptions[0] from None
+
+
+def _describe_ev(ev: EvParameters) -> str:
+    return (
+        f"battery {ev.battery_wh / 1000:g} kWh at {ev.soc_percent:g} %, "
+        f"{ev.max_current_a:g} A x {ev.phases}"
+    )
 
 
 def demo_timeout_s(speed: float) -> float:
@@ -618,33 +577,28 @@ async def run_demo(
             except ConfigError as exc:
                 out.write(f"demo: {exc}\n")
                 return 1
-            return await _run_agent(
-                config, recorder, out, plain=plain or not out.isatty(), speed=speed
-            )
+            return await _run_agent(config, recorder, out, plain=plain or not out.isatty())
         finally:
             await csms.stop()
 
 
-async def _run_agent(
-    config: Config, recorder: Recorder, out: TextIO, *, plain: bool, speed: float
-) -> int:
+async def _run_agent(config: Config, recorder: Recorder, out: TextIO, *, plain: bool) -> int:
     """Run the agent and the story; print the outcome and the summary."""
     agent = Agent(config)
-    view: View = PlainView(out, recorder) if plain else LiveView(out, recorder, agent, speed)
+    view: View = PlainView(out, recorder) if plain else LiveView(out, recorder, agent)
     agent.station.subscribe(recorder.on_event)
     agent.station.subscribe(view.on_event)
     agent.messages.listeners.extend([recorder.on_frame, view.on_frame])
-    restore_logging = _quiet_logging(_ViewLogHandler(view))
+    logs = _LogsToView(view)
+    logs.install()
     stop = asyncio.Event()
     agent_task = asyncio.create_task(agent.run(stop), name="demo-agent")
     view_task = asyncio.create_task(view.run(), name="demo-view")
-    timeout_s = demo_timeout_s(speed)
-    story = Story(agent, recorder, view, timeout_s, agent_task)
+    story = Story(agent, recorder, view, agent_task)
     if plain:
-        out.write(
-            f"cpagent demo: station {STATION_ID}, CSMS {config.csms.url}, speed x{speed:g}, "
-            f"at most {timeout_s:.0f} s\n"
-        )
+        speed = config.simulator.time_scale
+        out.write(f"cpagent demo: station {STATION_ID}, CSMS {config.csms.url}, speed x{speed:g}, "
+                  f"at most {story.timeout_s:.0f} s\n")  # fmt: skip
     failure: str | None = None
     try:
         await story.play()
@@ -657,7 +611,7 @@ async def _run_agent(
         stop.set()
         failure = await _stop_agent(agent_task) or failure
         view.close()
-        restore_logging()
+        logs.remove()
     if failure is not None:
         out.write(f"\nDemo FAILED: expected {failure}.\n")
         for evse_id, evse in sorted(agent.station.evses.items()):
@@ -694,19 +648,3 @@ def _summary(out: TextIO, story: Story, recorder: Recorder) -> None:
     ]
     out.write("\n".join(lines) + "\n")
     out.flush()
-
-
-def _quiet_logging(handler: logging.Handler) -> Callable[[], None]:
-    """Keep library logs at WARNING and route them to the view; returns the undo."""
-    levels = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    root = logging.getLogger()
-    root.addHandler(handler)
-
-    def restore() -> None:
-        root.removeHandler(handler)
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
-
-    return restore

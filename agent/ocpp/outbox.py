@@ -62,14 +62,14 @@ class OutboxSender:
         clock: Clock,
         attempts: Callable[[], int],
         retry_interval_s: Callable[[], float],
-        on_dropped: Callable[[OutboxEntry], None] | None = None,
+        on_settled: Callable[[OutboxEntry, bool], None] | None = None,
     ) -> None:
         self._store = store
         self._deliver = deliver
         self._clock = clock
         self._attempts = attempts
         self._retry_interval_s = retry_interval_s
-        self._on_dropped = on_dropped
+        self._on_settled = on_settled
         self._wake = asyncio.Event()
         self.delivered = 0
 
@@ -96,6 +96,8 @@ class OutboxSender:
                 continue
             self._store.mark_delivered(entry.seq)
             self.delivered += 1
+            if self._on_settled is not None:
+                self._on_settled(entry, True)
 
     async def _failed(self, entry: OutboxEntry, exc: Exception) -> None:
         attempts = self._store.note_attempt(entry.seq)
@@ -103,8 +105,8 @@ class OutboxSender:
             log.error("outbox: giving up entry %s (%s) after %d attempts: %s",
                       entry.seq, entry.kind, attempts, exc)
             self._store.mark_dropped(entry.seq, str(exc))
-            if self._on_dropped is not None:
-                self._on_dropped(entry)
+            if self._on_settled is not None:
+                self._on_settled(entry, False)
             return
         delay = self._retry_interval_s() * attempts
         log.warning("outbox: entry %s (%s) failed (%s); attempt %d, retry in %.0fs",

@@ -149,13 +149,5 @@ async def station(csms: Csms, station_factory: Callable[..., Any]) -> AsyncItera
 
 
 async def until(agent: Agent, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    """Await a condition on the agent's state, re-checked at each of its station events."""
-    changed = asyncio.Event()
-    unsubscribe = agent.station.subscribe(lambda _event: changed.set())
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not predicate():
-                await changed.wait()
-                changed.clear()
-    finally:
-        unsubscribe()
+    """Await a condition on the agent's state (re-checked whenever the agent changes)."""
+    await agent.wait_until(predicate, timeout_s)

@@ -8,7 +8,7 @@ E "pilot shorted / no supply", F "EVSE not available" (an error when we do not d
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from agent.core.iec61851 import (
@@ -101,6 +101,7 @@ def test_limit_between_51_and_52_5_a_offers_51_a_because_table_a7_has_no_step_th
     st.floats(min_value=6.0, max_value=80.0),
     st.floats(min_value=6.0, max_value=80.0),
 )
+@example(51.0, 51.01)  # the edge of Table A.7's two formulas
 def test_duty_never_decreases_when_the_limit_rises(low_a: float, high_a: float) -> None:
     low_a, high_a = sorted((low_a, high_a))
     low_duty = duty_percent_for_current(low_a)

@@ -91,6 +91,8 @@ class Ocpp16Adapter:
         for key, value in self.keys.items():
             self._on_key_changed(key.name, value)
         self._tasks = TaskSet("ocpp16")
+        #: Called after anything an observer may wait for: online state, outbox progress.
+        self.on_change: list[Callable[[], None]] = []
         station.authorizer = self
         station.subscribe(self._on_station_event)
 
@@ -154,6 +156,7 @@ class Ocpp16Adapter:
         try:
             await self._boot(endpoint)
             self._accepted = True
+            self._changed()
             self._status_queue = asyncio.Queue()
             self._outbox = OutboxSender(
                 self.store,
@@ -161,6 +164,7 @@ class Ocpp16Adapter:
                 clock=self.clock,
                 attempts=lambda: self.keys.get_int("TransactionMessageAttempts"),
                 retry_interval_s=lambda: float(self.keys.get_int("TransactionMessageRetryInterval")),
+                on_settled=lambda _entry, _delivered: self._changed(),
             )
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._report_all_statuses(endpoint))
@@ -172,6 +176,11 @@ class Ocpp16Adapter:
             self._accepted = False
             self._endpoint = None
             self._outbox = None
+            self._changed()
+
+    def _changed(self) -> None:
+        for callback in list(self.on_change):
+            callback()
 
     async def _boot(self, endpoint: RpcEndpoint) -> None:
         """BootNotification until Accepted; nothing else is sent before (section 4.2)."""
