@@ -58,9 +58,10 @@ REDRAW_S = 0.25
 LIVE_PAUSE_S = 1.2
 RECHECK_S = 0.25
 MESSAGES_SHOWN = 12
-_ROW = "{:<4} {:<12} {:<12} {:<5} {:<9} {:>13} {:>7} {:>8} {:>10} {:>5} {:>3}"
-_HEADER = ("EVSE", "session", "status", "pilot", "contactor", "offered", "current", "power",
-           "energy", "SoC", "tx")  # fmt: skip
+# Most telling columns first: a narrow terminal cuts the pilot and contactor columns.
+_ROW = "{:<4} {:<11} {:<13} {:>3} {:>7} {:>7} {:>7} {:>9} {:>5} {:>5} {:>9}"
+_HEADER = ("EVSE", "session", "status", "tx", "offered", "current", "power", "energy", "SoC",
+           "pilot", "contactor")  # fmt: skip
 _QUIET_LOGGERS = ("agent", "simulator", "drivers", "cpagent", "websockets", "ocpp", "transitions")
 
 
@@ -323,17 +324,15 @@ class LiveView(_View):
     def _row(self, evse_id: int) -> str:
         evse = self._agent.station.evses[evse_id]
         plant: Plant = self._agent.hardware[evse_id].plant
-        duty = plant.duty_percent
-        offered = f"{plant.offered_current_a:.0f} A @{duty:.0f} %" if duty is not None else "-"
         ev = plant.ev
         tx = self._recorder.transaction_id(evse_id) if evse.tx is not None else None
         return _ROW.format(
-            evse_id, evse.state, evse.status(), plant.pilot_state,
-            "closed" if plant.contactor_closed else "open", offered,
+            evse_id, evse.state, evse.status(), tx if tx is not None else "-",
+            f"{plant.offered_current_a:.0f} A" if plant.duty_percent is not None else "-",
             f"{max(plant.current_a):.1f} A", f"{plant.power_w / 1000:.1f} kW",
-            f"{plant.energy_import_wh / 1000:.3f} kWh",
+            f"{plant.energy_import_wh / 1000:.2f} kWh",
             f"{ev.soc_percent:.0f} %" if ev is not None else "-",
-            tx if tx is not None else "-",
+            plant.pilot_state, "closed" if plant.contactor_closed else "open",
         )  # fmt: skip
 
     def draw(self) -> None:

@@ -93,16 +93,20 @@ class FakeAuthorizer:
 
 
 class SwitchableMeter:
-    """A PowerMeter in front of another that raises DriverError while `failing` is set."""
+    """A PowerMeter in front of another: fails while `failing`, stalls while `answer` is unset."""
 
     def __init__(self, inner: PowerMeter) -> None:
         self.inner = inner
         self.failing = False
         self.reads = 0
+        #: When set to an Event, every read waits for it (a meter that answers slowly).
+        self.answer: asyncio.Event | None = None
 
     async def read(self) -> MeterSample:
         """The inner meter's reading; raises DriverError while failing."""
         self.reads += 1
+        if self.answer is not None:
+            await self.answer.wait()
         if self.failing:
             raise DriverError("meter does not answer (fake)")
         return await self.inner.read()

@@ -172,6 +172,11 @@ class Evse:
                 log.exception("EVSE %s: lifecycle step failed", self.id)
             finally:
                 self._settling = not self._inbox.empty()
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                # transitions' AsyncMachine swallows a CancelledError raised inside a
+                # trigger: honour the cancel here, or shutdown() waits for us forever.
+                raise asyncio.CancelledError
             self.publish_status()
 
     # -- the safety path ------------------------------------------------------------
@@ -472,7 +477,9 @@ class Evse:
         try:
             sample = await self.meter.read()
         except DriverError as exc:
-            self._set_fault(FaultCode.METER_LOST, True, str(exc))
+            if FaultCode.METER_LOST not in self.faults:
+                self._set_fault(FaultCode.METER_LOST, True, str(exc))
+                self.publish_status()
             return self.last_sample
         if FaultCode.METER_LOST in self.faults:
             self._set_fault(FaultCode.METER_LOST, False)

@@ -6,6 +6,7 @@ The demo is the README's quick start, so these tests run it as a user would: in-
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 
 from agent.app import Agent
 from agent.ocpp.rpc import Frame
+from simulator.csms import CsmsBehaviour
 from simulator.demo import (
     CARD_EVSE_1,
     CARD_EVSE_2,
@@ -100,3 +102,17 @@ def test_live_view_fits_the_terminal_and_masks_id_tags(tmp_path: Path) -> None:
     assert any(line.startswith("2 ") and "Available" in line for line in lines)
     assert any(line.startswith('-> Authorize {"idTag":"****B3C4"}') for line in lines)
     assert not any(CARD_EVSE_1 in line for line in lines)
+
+
+async def test_demo_says_what_it_expected_and_exits_1_when_the_csms_refuses_the_cards(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refusing = functools.partial(CsmsBehaviour, accepted_tags=set())
+    monkeypatch.setattr("simulator.demo.CsmsBehaviour", refusing)
+
+    code = await run_demo(speed=SPEED, port=0, plain=True)
+
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "Demo FAILED: expected card ****" in out and "Accepted, got Invalid" in out
+    assert "Summary" not in out
