@@ -84,8 +84,12 @@ class MessageLog:
 
 def build_hardware(config: Config, evse: EvseConfig, store_dir: Path) -> EvseHardware:
     """Instantiate the drivers an EVSE's config names (only `sim` exists so far)."""
-    for role, driver in (("board", evse.board), ("meter", evse.meter), ("lock", evse.lock),
-                         ("reader", evse.reader)):
+    for role, driver in (
+        ("board", evse.board),
+        ("meter", evse.meter),
+        ("lock", evse.lock),
+        ("reader", evse.reader),
+    ):
         if driver is not None and driver.driver != "sim":
             raise DriverUnavailable(
                 f"evses[{evse.id - 1}].{role}.driver: '{driver.driver}' is not available in this "
@@ -128,7 +132,8 @@ class Agent:
             hardware = build_hardware(config, evse_config, store_dir)
             self.hardware[evse_config.id] = hardware
             connectors = tuple(
-                ConnectorSpec(c.id, c.type, c.max_current_a, c.phases) for c in evse_config.connectors
+                ConnectorSpec(c.id, c.type, c.max_current_a, c.phases)
+                for c in evse_config.connectors
             )
             self.station.add_evse(
                 Evse(
@@ -157,7 +162,9 @@ class Agent:
             handlers=self.adapter.handlers(),
             session=self.adapter.run_session,
             backoff=Backoff(
-                csms.reconnect.initial_backoff_s, csms.reconnect.max_backoff_s, csms.reconnect.jitter
+                csms.reconnect.initial_backoff_s,
+                csms.reconnect.max_backoff_s,
+                csms.reconnect.jitter,
             ),
             response_timeout_s=csms.response_timeout_s,
             ping_interval_s=self.adapter.ping_interval_s,
@@ -234,7 +241,7 @@ class Agent:
                         hardware.plant.plug_in(self._default_ev())
                     self._tasks.spawn(hardware.plant.run(), name=f"plant-{evse_id}")
             self._tasks.spawn(self.supervisor.run(), name="connection")
-            waiters = [self._outcome]
+            waiters: list[asyncio.Future[Any]] = [self._outcome]
             if stop is not None:
                 waiters.append(asyncio.ensure_future(stop.wait()))
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)

@@ -27,8 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="a full charging session on simulated hardware against a local CSMS"
     )
-    demo.add_argument("--speed", type=float, default=120.0,
-                      help="simulated seconds per real second (default 120)")
+    demo.add_argument(
+        "--speed", type=float, default=120.0, help="simulated seconds per real second (default 120)"
+    )
     demo.add_argument("--port", type=int, default=0, help="local CSMS port (default: any free)")
     demo.add_argument("--plain", action="store_true", help="print lines instead of a live view")
     return parser
@@ -39,11 +40,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return _check_config(args.file)
-    if args.command == "demo":
-        from simulator.demo import run_demo
+    try:
+        if args.command == "demo":
+            from simulator.demo import run_demo
 
-        return asyncio.run(run_demo(speed=args.speed, port=args.port, plain=args.plain))
-    return _run(args.config)
+            return asyncio.run(run_demo(speed=args.speed, port=args.port, plain=args.plain))
+        return _run(args.config)
+    except KeyboardInterrupt:
+        return 130
 
 
 def _check_config(path: str) -> int:

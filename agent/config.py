@@ -35,9 +35,26 @@ _TAG = "tag:yaml.org,2002:"
 _MERGE_TAG = _TAG + "merge"
 
 CONNECTOR_TYPES: tuple[str, ...] = (
-    "cCCS1", "cCCS2", "cG105", "cTesla", "cType1", "cType2", "s309-1P-16A", "s309-1P-32A",
-    "s309-3P-16A", "s309-3P-32A", "sBS1361", "sCEE-7-7", "sType2", "sType3",
-    "Other1PhMax16A", "Other1PhOver16A", "Other3Ph", "Pan", "Undetermined", "Unknown",
+    "cCCS1",
+    "cCCS2",
+    "cG105",
+    "cTesla",
+    "cType1",
+    "cType2",
+    "s309-1P-16A",
+    "s309-1P-32A",
+    "s309-3P-16A",
+    "s309-3P-32A",
+    "sBS1361",
+    "sCEE-7-7",
+    "sType2",
+    "sType3",
+    "Other1PhMax16A",
+    "Other1PhOver16A",
+    "Other3Ph",
+    "Pan",
+    "Undetermined",
+    "Unknown",
 )  # OCPP 2.0.1 ConnectorEnumType
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
 SUPPORTED_OCPP_VERSIONS: tuple[str, ...] = ("1.6",)
@@ -228,8 +245,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not valid UTF-8 text"
-        raise ConfigError([Problem("", None, f"cannot read the file: {reason}")],
-                          str(file)) from None
+        raise ConfigError(
+            [Problem("", None, f"cannot read the file: {reason}")], str(file)
+        ) from None
     config = parse_config(text, source=str(file), base_dir=file.resolve().parent)
     return replace(config, source=file.resolve())
 
@@ -243,8 +261,13 @@ def check_config(path: str | os.PathLike[str]) -> list[Problem]:
     return []
 
 
-def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None = None,
-                 environ: Mapping[str, str] | None = None) -> Config:
+def parse_config(
+    text: str,
+    *,
+    source: str = "<string>",
+    base_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
     """Check config YAML `text` (paths relative to `base_dir`, default cwd); raises ConfigError."""
     problems: list[Problem] = []
     config = None
@@ -252,11 +275,15 @@ def parse_config(text: str, *, source: str = "<string>", base_dir: Path | None =
         loader = yaml.SafeLoader(text)
         try:
             root = loader.get_single_node()
-            reader = _Reader(loader, problems, base_dir or Path.cwd(),
-                             os.environ if environ is None else environ)
+            reader = _Reader(
+                loader, problems, base_dir or Path.cwd(), os.environ if environ is None else environ
+            )
             if root is None:
-                reader.problem("", 1, "the file is empty (expected a mapping with "
-                                      "'station', 'csms' and 'evses')")
+                reader.problem(
+                    "",
+                    1,
+                    "the file is empty (expected a mapping with 'station', 'csms' and 'evses')",
+                )
             else:
                 config = _read_config(reader, root)
         finally:
@@ -307,8 +334,11 @@ def _describe(node: Node) -> str:
 
 def _suggest(word: str, choices: Collection[str]) -> str:
     by_case = {c.lower(): c for c in choices}
-    close = [by_case[word.lower()]] if word.lower() in by_case \
+    close = (
+        [by_case[word.lower()]]
+        if word.lower() in by_case
         else difflib.get_close_matches(word, list(choices), n=1)
+    )
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
@@ -337,8 +367,13 @@ class _Reader:
     raises ConfigError at the end if any problem was recorded.
     """
 
-    def __init__(self, loader: yaml.SafeLoader, problems: list[Problem], base_dir: Path,
-                 environ: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        loader: yaml.SafeLoader,
+        problems: list[Problem],
+        base_dir: Path,
+        environ: Mapping[str, str],
+    ) -> None:
         self.loader = loader
         self.problems = problems
         self.base_dir = base_dir
@@ -361,25 +396,30 @@ class _Reader:
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, ScalarNode) else None
             if key_node.tag == _MERGE_TAG:  # YAML merge key `<<: *anchor`
-                sources = value_node.value if isinstance(value_node, SequenceNode) \
-                    else [value_node]
+                sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
                 for source in sources:
                     merged.update(self.mapping(source, path, allowed).entries)
             elif key_node.tag != _TAG + "str" or not key:
-                self.problem(path, key_node,
-                             f"keys must be non-empty strings, got {_describe(key_node)}")
+                self.problem(
+                    path, key_node, f"keys must be non-empty strings, got {_describe(key_node)}"
+                )
             elif key in entries:
-                self.problem(_join(path, key), key_node, f"duplicate key '{key}' (first "
-                                                         f"given on line {_line(entries[key][0])})")
+                self.problem(
+                    _join(path, key),
+                    key_node,
+                    f"duplicate key '{key}' (first given on line {_line(entries[key][0])})",
+                )
             elif allowed is not None and key not in allowed:
-                self.problem(_join(path, key), key_node,
-                             f"unknown key '{key}'{_suggest(key, allowed)}")
+                self.problem(
+                    _join(path, key), key_node, f"unknown key '{key}'{_suggest(key, allowed)}"
+                )
             else:
                 entries[key] = (key_node, value_node)
         return _Map(path, _line(node), {**merged, **entries})
 
-    def section(self, parent: _Map, key: str, allowed: Collection[str] | None, *,
-                required: bool = False) -> _Map:
+    def section(
+        self, parent: _Map, key: str, allowed: Collection[str] | None, *, required: bool = False
+    ) -> _Map:
         """Return the sub-mapping `key` of `parent`; absent or empty gives an empty _Map."""
         node = self.required(parent, key) if required else parent.node(key)
         return self.mapping(node, parent.at(key), allowed)
@@ -408,32 +448,51 @@ class _Reader:
     def typed(self, m: _Map, key: str, tags: tuple[str, ...], expected: str) -> Node | None:
         """Return the scalar node of `key` if its YAML type is one of `tags`, else report."""
         node = m.node(key)
-        if node is not None and (not isinstance(node, ScalarNode)
-                                 or node.tag.removeprefix(_TAG) not in tags):
+        if node is not None and (
+            not isinstance(node, ScalarNode) or node.tag.removeprefix(_TAG) not in tags
+        ):
             self.problem(m.at(key), node, f"expected {expected}, got {_describe(node)}")
             return None
         return node
 
-    def text(self, m: _Map, key: str, default: str | None, *, required: bool = False,
-             min_len: int = 0, max_len: int | None = None) -> str | None:
+    def text(
+        self,
+        m: _Map,
+        key: str,
+        default: str | None,
+        *,
+        required: bool = False,
+        min_len: int = 0,
+        max_len: int | None = None,
+    ) -> str | None:
         """Read a string; numbers and dates are taken as written, booleans must be quoted."""
         node = self.required(m, key) if required else m.node(key)
         if node is None or not isinstance(node, ScalarNode) or node.tag == _TAG + "bool":
             if node is not None:  # a boolean is probably text that YAML 1.1 read as one
-                hint = "; put it in quotes if you meant the text" if node.tag.endswith("bool") \
-                    else ""
+                hint = (
+                    "; put it in quotes if you meant the text" if node.tag.endswith("bool") else ""
+                )
                 self.problem(m.at(key), node, f"expected a string, got {_describe(node)}{hint}")
             return default
         value = str(node.value)
         if len(value) < min_len:
             self.problem(m.at(key), node, "must not be empty")
         elif max_len is not None and len(value) > max_len:
-            self.problem(m.at(key), node, f"must be at most {max_len} characters long, "
-                                          f"got {len(value)}")
+            self.problem(
+                m.at(key), node, f"must be at most {max_len} characters long, got {len(value)}"
+            )
         return value
 
-    def number(self, m: _Map, key: str, default: float, *, gt: float | None = None,
-               ge: float | None = None, le: float | None = None) -> float:
+    def number(
+        self,
+        m: _Map,
+        key: str,
+        default: float,
+        *,
+        gt: float | None = None,
+        ge: float | None = None,
+        le: float | None = None,
+    ) -> float:
         """Read a finite number (int or float, not bool) within the given bounds."""
         node = self.typed(m, key, ("int", "float"), "a number")
         value = default if node is None else self.scalar(node, m.at(key))
@@ -442,9 +501,11 @@ class _Reader:
         if node is not None and not math.isfinite(value):
             self.problem(m.at(key), node, f"expected a finite number, got {_describe(node)}")
             return default
-        limits = [(gt is None or value > gt, f"greater than {gt:g}" if gt is not None else ""),
-                  (ge is None or value >= ge, f"at least {ge:g}" if ge is not None else ""),
-                  (le is None or value <= le, f"at most {le:g}" if le is not None else "")]
+        limits = [
+            (gt is None or value > gt, f"greater than {gt:g}" if gt is not None else ""),
+            (ge is None or value >= ge, f"at least {ge:g}" if ge is not None else ""),
+            (le is None or value <= le, f"at most {le:g}" if le is not None else ""),
+        ]
         if not all(ok for ok, _ in limits):
             wanted = " and ".join(words for _, words in limits if words)
             self.problem(m.at(key), node, f"must be {wanted}, got {value:g}")
@@ -472,8 +533,11 @@ class _Reader:
         """Read a string that must be one of `choices` (exact spelling)."""
         value = self.text(m, key, default) or default
         if value not in choices:
-            self.problem(m.at(key), m.node(key), f"must be one of {', '.join(choices)}, got "
-                                                 f"'{value}'{_suggest(value, choices)}")
+            self.problem(
+                m.at(key),
+                m.node(key),
+                f"must be one of {', '.join(choices)}, got '{value}'{_suggest(value, choices)}",
+            )
             return default
         return value
 
@@ -493,8 +557,9 @@ class _Reader:
 
 
 def _read_config(r: _Reader, root: Node) -> Config | None:
-    top = r.mapping(root, "", ("station", "csms", "evses", "store", "simulator", "logging",
-                               "settings"))
+    top = r.mapping(
+        root, "", ("station", "csms", "evses", "store", "simulator", "logging", "settings")
+    )
     if not top.line:
         return None
     station = _read_station(r, top)
@@ -513,12 +578,19 @@ def _read_config(r: _Reader, root: Node) -> Config | None:
 def _read_station(r: _Reader, top: _Map) -> StationConfig:
     # Lengths: OCPP 1.6 BootNotification.req (CiString20/25/50) and the OCPP 1.6 security
     # whitepaper's 48-character limit on the charge point identity.
-    m = r.section(top, "station", ("id", "vendor", "model", "serial_number",
-                                   "firmware_version"), required=True)
+    m = r.section(
+        top,
+        "station",
+        ("id", "vendor", "model", "serial_number", "firmware_version"),
+        required=True,
+    )
     station_id = r.text(m, "id", "", required=True, min_len=1, max_len=48) or ""
     if any(c == "/" or c.isspace() for c in station_id):
-        r.problem("station.id", m.node("id"), "must not contain '/' or whitespace (it is the "
-                                              "last segment of the CSMS URL)")
+        r.problem(
+            "station.id",
+            m.node("id"),
+            "must not contain '/' or whitespace (it is the last segment of the CSMS URL)",
+        )
     return StationConfig(
         id=station_id,
         vendor=r.text(m, "vendor", "", required=True, min_len=1, max_len=20) or "",
@@ -529,18 +601,28 @@ def _read_station(r: _Reader, top: _Map) -> StationConfig:
 
 
 def _read_csms(r: _Reader, top: _Map, station_id: str) -> CsmsConfig:
-    m = r.section(top, "csms", ("url", "ocpp_version", "response_timeout_s", "reconnect",
-                                "basic_auth", "tls"), required=True)
+    m = r.section(
+        top,
+        "csms",
+        ("url", "ocpp_version", "response_timeout_s", "reconnect", "basic_auth", "tls"),
+        required=True,
+    )
     url = r.text(m, "url", "", required=True) or ""
     url_node = m.node("url")
     if url_node is not None:
         _check_url(r, url, url_node)
     version = r.text(m, "ocpp_version", "1.6") or "1.6"
     if version not in SUPPORTED_OCPP_VERSIONS:
-        later = " is not supported yet (it comes in a later release)" if version == "2.0.1" \
+        later = (
+            " is not supported yet (it comes in a later release)"
+            if version == "2.0.1"
             else " is not supported"
-        r.problem("csms.ocpp_version", m.node("ocpp_version"),
-                  f"OCPP '{version}'{later}; supported: {', '.join(SUPPORTED_OCPP_VERSIONS)}")
+        )
+        r.problem(
+            "csms.ocpp_version",
+            m.node("ocpp_version"),
+            f"OCPP '{version}'{later}; supported: {', '.join(SUPPORTED_OCPP_VERSIONS)}",
+        )
     rc = r.section(m, "reconnect", ("initial_backoff_s", "max_backoff_s", "jitter"))
     reconnect = ReconnectConfig(
         initial_backoff_s=r.number(rc, "initial_backoff_s", 1.0, gt=0),
@@ -548,8 +630,11 @@ def _read_csms(r: _Reader, top: _Map, station_id: str) -> CsmsConfig:
         jitter=r.number(rc, "jitter", 0.5, ge=0, le=1),
     )
     if reconnect.max_backoff_s < reconnect.initial_backoff_s:
-        r.problem("csms.reconnect.max_backoff_s", rc.node("max_backoff_s") or rc.line,
-                  f"must be at least initial_backoff_s ({reconnect.initial_backoff_s:g})")
+        r.problem(
+            "csms.reconnect.max_backoff_s",
+            rc.node("max_backoff_s") or rc.line,
+            f"must be at least initial_backoff_s ({reconnect.initial_backoff_s:g})",
+        )
     tls = None
     if "tls" in m.entries:
         tls = TlsConfig(r.path(r.section(m, "tls", ("ca_file",)), "ca_file"))
@@ -581,8 +666,11 @@ def _check_url(r: _Reader, url: str, node: Node) -> None:
     elif not parts.hostname:
         r.problem("csms.url", node, "has no host")
     elif parts.query or parts.fragment:
-        r.problem("csms.url", node, "must not have a query or fragment "
-                                    "(the agent appends the charge point id to the path)")
+        r.problem(
+            "csms.url",
+            node,
+            "must not have a query or fragment (the agent appends the charge point id to the path)",
+        )
 
 
 def _read_basic_auth(r: _Reader, csms: _Map, station_id: str) -> BasicAuthConfig | None:
@@ -591,19 +679,24 @@ def _read_basic_auth(r: _Reader, csms: _Map, station_id: str) -> BasicAuthConfig
         return None
     username = r.text(m, "username", station_id, min_len=1) or station_id
     if ":" in username:  # RFC 7617 section 2: the user-id cannot contain a colon
-        r.problem(m.at("username"), m.node("username") or m.line,
-                  "must not contain ':' (set basic_auth.username if the station id has one)")
+        r.problem(
+            m.at("username"),
+            m.node("username") or m.line,
+            "must not contain ':' (set basic_auth.username if the station id has one)",
+        )
     if "password" in m.entries:  # reported without ever reading the value
-        r.problem(m.at("password"), m.entries["password"][0],
-                  "an inline password is not allowed: put the password in a file or an "
-                  "environment variable (password_file or password_env)")
+        r.problem(
+            m.at("password"),
+            m.entries["password"][0],
+            "an inline password is not allowed: put the password in a file or an "
+            "environment variable (password_file or password_env)",
+        )
     given = [k for k in ("password_file", "password_env") if k in m.entries]
     if len(given) != 1:
         if "password" not in m.entries or given:
             r.problem(m.path, m.line, "give exactly one of password_file and password_env")
         return None
-    password = _read_password_file(r, m) if given == ["password_file"] \
-        else _read_password_env(r, m)
+    password = _read_password_file(r, m) if given == ["password_file"] else _read_password_env(r, m)
     return None if password is None else BasicAuthConfig(username, Secret(password))
 
 
@@ -655,10 +748,17 @@ def _read_evses(r: _Reader, top: _Map) -> tuple[EvseConfig, ...]:
 def _check_position_id(r: _Reader, m: _Map, expected: int, what: str) -> None:
     # OCPP numbers EVSEs 1..N and connectors 1..M within an EVSE, with no gaps.
     node = m.node("id")
-    if node is not None and not (isinstance(node, ScalarNode) and node.tag == _TAG + "int"
-                                 and r.scalar(node, m.at("id")) == expected):
-        r.problem(m.at("id"), node, f"{what} ids must be 1, 2, ... in list order: expected "
-                                    f"{expected}, got {_describe(node)}")
+    if node is not None and not (
+        isinstance(node, ScalarNode)
+        and node.tag == _TAG + "int"
+        and r.scalar(node, m.at("id")) == expected
+    ):
+        r.problem(
+            m.at("id"),
+            node,
+            f"{what} ids must be 1, 2, ... in list order: expected "
+            f"{expected}, got {_describe(node)}",
+        )
 
 
 def _read_evse(r: _Reader, node: Node, path: str, evse_id: int) -> EvseConfig:
@@ -667,12 +767,15 @@ def _read_evse(r: _Reader, node: Node, path: str, evse_id: int) -> EvseConfig:
     connectors: tuple[ConnectorConfig, ...] = (ConnectorConfig(1),)
     items = m.node("connectors")
     if isinstance(items, SequenceNode) and items.value:
-        connectors = tuple(_read_connector(r, item, f"{m.at('connectors')}[{i}]", i + 1)
-                           for i, item in enumerate(items.value))
+        connectors = tuple(
+            _read_connector(r, item, f"{m.at('connectors')}[{i}]", i + 1)
+            for i, item in enumerate(items.value)
+        )
     elif items is not None:
         got = "an empty list" if isinstance(items, SequenceNode) else _describe(items)
-        r.problem(m.at("connectors"), items,
-                  f"expected a list of at least one connector, got {got}")
+        r.problem(
+            m.at("connectors"), items, f"expected a list of at least one connector, got {got}"
+        )
     return EvseConfig(
         id=evse_id,
         connectors=connectors,
@@ -706,8 +809,9 @@ def _read_driver(r: _Reader, evse: _Map, key: str) -> DriverConfig | None:
 
 def _read_simulator(r: _Reader, top: _Map) -> SimulatorConfig:
     m = r.section(top, "simulator", ("time_scale", "ev", "auto_plug"))
-    ev = r.section(m, "ev", ("battery_wh", "soc_percent", "max_current_a", "phases",
-                             "target_soc_percent"))
+    ev = r.section(
+        m, "ev", ("battery_wh", "soc_percent", "max_current_a", "phases", "target_soc_percent")
+    )
     return SimulatorConfig(
         time_scale=r.number(m, "time_scale", 1.0, gt=0),
         ev=EvDefaults(

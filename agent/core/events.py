@@ -113,7 +113,9 @@ class PhaseChanged:
     phase: SessionPhase
 
 
-StationEvent = StatusChanged | TxMessageQueued | MeterValuesSampled | AuthorizationOutcome | PhaseChanged
+StationEvent = (
+    StatusChanged | TxMessageQueued | MeterValuesSampled | AuthorizationOutcome | PhaseChanged
+)
 
 
 def sample_payload(

@@ -124,7 +124,7 @@ class Evse:
         self._decoder = PilotDecoder()
         self._statuses: dict[int, tuple[ConnectorStatus, FaultCode | None]] = {}
         self._outputs_dirty = asyncio.Event()
-        self._inbox: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self._inbox: asyncio.Queue[Callable[[], Awaitable[Any]]] = asyncio.Queue()
         self._tasks = TaskSet(f"evse-{evse_id}")
         self._sampler: asyncio.Task[Any] | None = None
         self._authorizing = False
@@ -273,12 +273,18 @@ class Evse:
                     reserved=self.reserved,
                 )
             )
-            if index > 0 and self.state != SessionPhase.IDLE and status == ConnectorStatus.AVAILABLE:
+            if (
+                index > 0
+                and self.state != SessionPhase.IDLE
+                and status == ConnectorStatus.AVAILABLE
+            ):
                 status = ConnectorStatus.UNAVAILABLE  # the EVSE is busy on another connector
             value = (status, fault if status == ConnectorStatus.FAULTED else None)
             if self._statuses.get(connector.id) != value:
                 self._statuses[connector.id] = value
-                self._emit(StatusChanged(self.id, connector.id, value[0], value[1], self.clock.now()))
+                self._emit(
+                    StatusChanged(self.id, connector.id, value[0], value[1], self.clock.now())
+                )
 
     def status(self, connector_id: int = 1) -> ConnectorStatus:
         """The last derived status of a connector."""
@@ -330,7 +336,9 @@ class Evse:
         if self.state == SessionPhase.AUTHORIZED:
             return False
         self._authorizing = True
-        self._tasks.spawn(self._authorize_and_go(token, check=authorize), name=f"evse-{self.id}-remote")
+        self._tasks.spawn(
+            self._authorize_and_go(token, check=authorize), name=f"evse-{self.id}-remote"
+        )
         return True
 
     @property

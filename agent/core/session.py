@@ -18,7 +18,7 @@ from transitions.extensions.asyncio import AsyncMachine
 
 from agent.core.status import SessionPhase
 
-I, A, P, T, F = (
+IDLE, AUTHORIZED, PLUGGED, TRANSACTION, FINISHING = (
     SessionPhase.IDLE,
     SessionPhase.AUTHORIZED,
     SessionPhase.PLUGGED,
@@ -29,21 +29,38 @@ I, A, P, T, F = (
 #: trigger, sources, destination, callbacks. `before` callbacks run before the state
 #: changes: when one raises, the transition does not happen (no half-done transitions).
 TRANSITIONS: list[dict[str, Any]] = [
-    {"trigger": "plug", "source": I, "dest": P},
-    {"trigger": "plug", "source": A, "dest": T, "before": "begin_transaction"},
-    {"trigger": "authorize", "source": [P, F], "dest": T, "before": "begin_transaction"},
-    {"trigger": "authorize", "source": I, "dest": A, "after": "arm_connection_timeout"},
-    {"trigger": "cancel_authorization", "source": A, "dest": I},
-    {"trigger": "unplug", "source": [P, F], "dest": I},
+    {"trigger": "plug", "source": IDLE, "dest": PLUGGED},
+    {"trigger": "plug", "source": AUTHORIZED, "dest": TRANSACTION, "before": "begin_transaction"},
+    {
+        "trigger": "authorize",
+        "source": [PLUGGED, FINISHING],
+        "dest": TRANSACTION,
+        "before": "begin_transaction",
+    },
+    {"trigger": "authorize", "source": IDLE, "dest": AUTHORIZED, "after": "arm_connection_timeout"},
+    {"trigger": "cancel_authorization", "source": AUTHORIZED, "dest": IDLE},
+    {"trigger": "unplug", "source": [PLUGGED, FINISHING], "dest": IDLE},
     {
         "trigger": "unplug",
-        "source": T,
-        "dest": I,
+        "source": TRANSACTION,
+        "dest": IDLE,
         "conditions": "stops_on_ev_disconnect",
         "before": "end_transaction_on_unplug",
     },
-    {"trigger": "end", "source": T, "dest": F, "conditions": "ev_present", "before": "end_transaction"},
-    {"trigger": "end", "source": T, "dest": I, "unless": "ev_present", "before": "end_transaction"},
+    {
+        "trigger": "end",
+        "source": TRANSACTION,
+        "dest": FINISHING,
+        "conditions": "ev_present",
+        "before": "end_transaction",
+    },
+    {
+        "trigger": "end",
+        "source": TRANSACTION,
+        "dest": IDLE,
+        "unless": "ev_present",
+        "before": "end_transaction",
+    },
 ]
 
 

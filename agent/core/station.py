@@ -219,7 +219,9 @@ class Station:
             self.emit(TxMessageQueued(evse.id, tx.local_id))
         else:
             connector_id = evse.connectors[0].id
-            self.emit(MeterValuesSampled(evse.id, connector_id, sample, SampleContext.CLOCK, now, offered))
+            self.emit(
+                MeterValuesSampled(evse.id, connector_id, sample, SampleContext.CLOCK, now, offered)
+            )
 
 
 def next_aligned(now: datetime, interval_s: float) -> datetime:

@@ -17,7 +17,9 @@ class TaskSet:
         self._name = name
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str | None = None) -> asyncio.Task[Any]:
+    def spawn(
+        self, coro: Coroutine[Any, Any, Any], *, name: str | None = None
+    ) -> asyncio.Task[Any]:
         """Start `coro` as a tracked task and return it."""
         task = asyncio.get_running_loop().create_task(coro, name=name or self._name)
         self._tasks.add(task)

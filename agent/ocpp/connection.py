@@ -16,9 +16,10 @@ import base64
 import logging
 import random
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -48,7 +49,7 @@ class Backoff:
 
     def delay_s(self, failures: int, rand: Callable[[], float] = random.random) -> float:
         """The wait before attempt number `failures` + 1."""
-        base = min(self.max_s, self.initial_s * (2 ** max(0, failures - 1)))
+        base = min(self.max_s, self.initial_s * 2.0 ** max(0, failures - 1))
         return base * (1.0 - self.jitter * rand())
 
 
@@ -62,7 +63,7 @@ class ConnectionSupervisor:
         charge_point_id: str,
         dialect: Dialect,
         handlers: Mapping[str, Handler],
-        session: Callable[[RpcEndpoint], Awaitable[None]],
+        session: Callable[[RpcEndpoint], Coroutine[Any, Any, None]],
         backoff: Backoff,
         response_timeout_s: float,
         ping_interval_s: Callable[[], float | None],

@@ -102,13 +102,24 @@ class OutboxSender:
     async def _failed(self, entry: OutboxEntry, exc: Exception) -> None:
         attempts = self._store.note_attempt(entry.seq)
         if attempts >= self._attempts():
-            log.error("outbox: giving up entry %s (%s) after %d attempts: %s",
-                      entry.seq, entry.kind, attempts, exc)
+            log.error(
+                "outbox: giving up entry %s (%s) after %d attempts: %s",
+                entry.seq,
+                entry.kind,
+                attempts,
+                exc,
+            )
             self._store.mark_dropped(entry.seq, str(exc))
             if self._on_settled is not None:
                 self._on_settled(entry, False)
             return
         delay = self._retry_interval_s() * attempts
-        log.warning("outbox: entry %s (%s) failed (%s); attempt %d, retry in %.0fs",
-                    entry.seq, entry.kind, exc, attempts, delay)
+        log.warning(
+            "outbox: entry %s (%s) failed (%s); attempt %d, retry in %.0fs",
+            entry.seq,
+            entry.kind,
+            exc,
+            attempts,
+            delay,
+        )
         await self._clock.sleep(delay)

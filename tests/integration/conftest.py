@@ -47,7 +47,11 @@ def make_config(
             "reconnect": {"initial_backoff_s": 0.05, "max_backoff_s": 0.2},
         },
         "evses": [
-            {"connectors": [{"type": "cType2"}], "reader": {"driver": "sim"}, "lock": {"driver": "sim"}}
+            {
+                "connectors": [{"type": "cType2"}],
+                "reader": {"driver": "sim"},
+                "lock": {"driver": "sim"},
+            }
             for _ in range(evses)
         ],
         "store": {"path": str(store_dir / "agent.db")},
@@ -81,7 +85,9 @@ class RunningStation:
     async def start(self) -> None:
         """Start and return once the first agent exists."""
         self._stop = asyncio.Event()
-        self._task = asyncio.create_task(run_agent(self.config, stop=self._stop, on_agent=self._on_agent))
+        self._task = asyncio.create_task(
+            run_agent(self.config, stop=self._stop, on_agent=self._on_agent)
+        )
         await self.wait_agent(1)
 
     async def wait_agent(self, count: int, timeout_s: float = 10.0) -> Agent:

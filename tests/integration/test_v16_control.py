@@ -84,8 +84,9 @@ async def test_change_availability_during_transaction_is_scheduled(
     assert station.agent.hardware[1].plant.contactor_closed  # the session goes on
     station.unplug()
     await csms.wait_for("StopTransaction")
-    await csms.wait_for("StatusNotification", where=lambda p: p["connectorId"] == 1
-                        and p["status"] == "Unavailable")
+    await csms.wait_for(
+        "StatusNotification", where=lambda p: p["connectorId"] == 1 and p["status"] == "Unavailable"
+    )
     assert _status_of(csms, 1)[-2:] == ["Charging", "Unavailable"]
 
 
@@ -94,8 +95,11 @@ async def test_availability_survives_a_restart(csms: Csms, station: RunningStati
     await csms.wait_for("StatusNotification", where=lambda p: p["status"] == "Unavailable")
     await station.restart()
     await csms.wait_for("BootNotification", count=2)
-    await csms.wait_for("StatusNotification", count=2, where=lambda p: p["connectorId"] == 1
-                        and p["status"] == "Unavailable")
+    await csms.wait_for(
+        "StatusNotification",
+        count=2,
+        where=lambda p: p["connectorId"] == 1 and p["status"] == "Unavailable",
+    )
 
 
 async def test_change_availability_of_unknown_connector_is_rejected(
@@ -111,16 +115,35 @@ async def test_change_availability_of_unknown_connector_is_rejected(
 async def test_get_configuration_lists_every_core_key(csms: Csms, station: RunningStation) -> None:
     answer = await csms.call(CP_ID, "GetConfiguration", {})
     keys = {entry["key"]: entry for entry in answer["configurationKey"]}
-    for required in ("AuthorizeRemoteTxRequests", "ClockAlignedDataInterval", "ConnectionTimeOut",
-                     "GetConfigurationMaxKeys", "HeartbeatInterval", "LocalAuthorizeOffline",
-                     "LocalPreAuthorize", "MeterValuesAlignedData", "MeterValuesSampledData",
-                     "MeterValueSampleInterval", "NumberOfConnectors", "ResetRetries",
-                     "ConnectorPhaseRotation", "StopTransactionOnEVSideDisconnect",
-                     "StopTransactionOnInvalidId", "StopTxnAlignedData", "StopTxnSampledData",
-                     "SupportedFeatureProfiles", "TransactionMessageAttempts",
-                     "TransactionMessageRetryInterval", "UnlockConnectorOnEVSideDisconnect"):
+    for required in (
+        "AuthorizeRemoteTxRequests",
+        "ClockAlignedDataInterval",
+        "ConnectionTimeOut",
+        "GetConfigurationMaxKeys",
+        "HeartbeatInterval",
+        "LocalAuthorizeOffline",
+        "LocalPreAuthorize",
+        "MeterValuesAlignedData",
+        "MeterValuesSampledData",
+        "MeterValueSampleInterval",
+        "NumberOfConnectors",
+        "ResetRetries",
+        "ConnectorPhaseRotation",
+        "StopTransactionOnEVSideDisconnect",
+        "StopTransactionOnInvalidId",
+        "StopTxnAlignedData",
+        "StopTxnSampledData",
+        "SupportedFeatureProfiles",
+        "TransactionMessageAttempts",
+        "TransactionMessageRetryInterval",
+        "UnlockConnectorOnEVSideDisconnect",
+    ):
         assert required in keys, required
-    assert keys["NumberOfConnectors"] == {"key": "NumberOfConnectors", "readonly": True, "value": "1"}
+    assert keys["NumberOfConnectors"] == {
+        "key": "NumberOfConnectors",
+        "readonly": True,
+        "value": "1",
+    }
     assert keys["MeterValueSampleInterval"]["value"] == "1"  # from the install config
 
 
@@ -160,13 +183,18 @@ async def test_changed_configuration_persists_across_a_restart(
     csms: Csms, station: RunningStation
 ) -> None:
     await csms.call(CP_ID, "ChangeConfiguration", {"key": "ConnectionTimeOut", "value": "45"})
-    await csms.call(CP_ID, "ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "30"})
+    await csms.call(
+        CP_ID, "ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "30"}
+    )
     await station.restart()
     await csms.wait_for("BootNotification", count=2)
-    answer = await csms.call(CP_ID, "GetConfiguration", {"key": ["ConnectionTimeOut",
-                                                                 "MeterValueSampleInterval"]})
+    answer = await csms.call(
+        CP_ID, "GetConfiguration", {"key": ["ConnectionTimeOut", "MeterValueSampleInterval"]}
+    )
     assert {e["key"]: e["value"] for e in answer["configurationKey"]} == {
-        "ConnectionTimeOut": "45", "MeterValueSampleInterval": "30"}
+        "ConnectionTimeOut": "45",
+        "MeterValueSampleInterval": "30",
+    }
     assert station.agent.station.policy.sample_interval_s == 30.0
 
 
@@ -187,10 +215,14 @@ async def test_unlock_connector_stops_the_transaction_and_unlocks(
     stop = await csms.wait_for("StopTransaction")
     assert stop["reason"] == "UnlockCommand"
     assert not station.agent.hardware[1].plant.contactor_closed
-    assert await csms.call(CP_ID, "UnlockConnector", {"connectorId": 9}) == {"status": "NotSupported"}
+    assert await csms.call(CP_ID, "UnlockConnector", {"connectorId": 9}) == {
+        "status": "NotSupported"
+    }
 
 
-async def test_clear_cache_is_accepted_and_empties_the_cache(csms: Csms, station: RunningStation) -> None:
+async def test_clear_cache_is_accepted_and_empties_the_cache(
+    csms: Csms, station: RunningStation
+) -> None:
     station.tap("CACHED")
     await csms.wait_for("Authorize")
     await until(station.agent, lambda: not station.agent.station.evses[1].authorizing)
@@ -199,7 +231,9 @@ async def test_clear_cache_is_accepted_and_empties_the_cache(csms: Csms, station
     assert station.agent.store.get_setting("ocpp16.auth_cache") == "{}"
 
 
-async def test_data_transfer_from_csms_to_unknown_vendor(csms: Csms, station: RunningStation) -> None:
+async def test_data_transfer_from_csms_to_unknown_vendor(
+    csms: Csms, station: RunningStation
+) -> None:
     answer = await csms.call(CP_ID, "DataTransfer", {"vendorId": "com.example", "data": "x"})
     assert answer == {"status": "UnknownVendorId"}
 
@@ -207,19 +241,25 @@ async def test_data_transfer_from_csms_to_unknown_vendor(csms: Csms, station: Ru
 async def test_data_transfer_from_agent_to_csms(csms: Csms, station: RunningStation) -> None:
     answer = await station.agent.adapter.data_transfer("org.cpagent.test", "ping", "hello")
     assert answer == {"status": "Accepted", "data": "hello"}
-    assert await csms.wait_for("DataTransfer") == {"vendorId": "org.cpagent.test",
-                                                   "messageId": "ping", "data": "hello"}
+    assert await csms.wait_for("DataTransfer") == {
+        "vendorId": "org.cpagent.test",
+        "messageId": "ping",
+        "data": "hello",
+    }
     answer = await station.agent.adapter.data_transfer("com.other")
     assert answer == {"status": "UnknownVendorId"}
 
 
-async def test_vendor_data_transfer_handler_is_pluggable(csms: Csms, station: RunningStation) -> None:
+async def test_vendor_data_transfer_handler_is_pluggable(
+    csms: Csms, station: RunningStation
+) -> None:
     async def echo(message_id: str | None, data: str | None) -> tuple[str, str | None]:
         return "Accepted", f"{message_id}:{data}"
 
     station.agent.adapter.register_vendor("org.cpagent.echo", echo)
-    answer = await csms.call(CP_ID, "DataTransfer", {"vendorId": "org.cpagent.echo",
-                                                     "messageId": "m", "data": "d"})
+    answer = await csms.call(
+        CP_ID, "DataTransfer", {"vendorId": "org.cpagent.echo", "messageId": "m", "data": "d"}
+    )
     assert answer == {"status": "Accepted", "data": "m:d"}
 
 
@@ -270,13 +310,19 @@ async def test_basic_auth_over_wss(tmp_path: Any, station_factory: Any) -> None:
     authority.cert_pem.write_to_path(str(ca_file))
     password_file = tmp_path / "password"
     password_file.write_text("s3cret-password-of-sixteen\n")
-    async with Csms(CsmsBehaviour(), ssl_context=server_ssl,
-                    passwords={CP_ID: "s3cret-password-of-sixteen"}) as secure:
+    async with Csms(
+        CsmsBehaviour(), ssl_context=server_ssl, passwords={CP_ID: "s3cret-password-of-sixteen"}
+    ) as secure:
         assert secure.url.startswith("wss://")
-        running: RunningStation = await station_factory(secure, extra={"csms": {
-            "tls": {"ca_file": str(ca_file)},
-            "basic_auth": {"password_file": str(password_file)},
-        }})
+        running: RunningStation = await station_factory(
+            secure,
+            extra={
+                "csms": {
+                    "tls": {"ca_file": str(ca_file)},
+                    "basic_auth": {"password_file": str(password_file)},
+                }
+            },
+        )
         await secure.wait_for("StatusNotification")
         assert running.agent.connection_state.value == "connected"
         await running.stop()

@@ -20,7 +20,9 @@ from tests.integration.conftest import CP_ID, RunningStation, until
 TX_ACTIONS = ("StartTransaction", "MeterValues", "StopTransaction")
 
 
-def transaction_messages(csms: Csms, *, answered_only: bool = True) -> list[tuple[str, dict[str, Any]]]:
+def transaction_messages(
+    csms: Csms, *, answered_only: bool = True
+) -> list[tuple[str, dict[str, Any]]]:
     """The transaction-related CALLs the CSMS received (and answered), in order."""
     return [
         (r.action, r.payload)
@@ -62,8 +64,12 @@ async def test_offline_session_is_delivered_once_in_order_on_reconnect(
     assert start["idTag"] == "OFFLINE-CARD"
     assert all(payload["transactionId"] == 1 for action, payload in messages[1:])
     assert stop["reason"] == "EVDisconnected"
-    registers = [float(v["value"]) for action, p in messages if action == "MeterValues"
-                 for v in p["meterValue"][0]["sampledValue"]]
+    registers = [
+        float(v["value"])
+        for action, p in messages
+        if action == "MeterValues"
+        for v in p["meterValue"][0]["sampledValue"]
+    ]
     assert registers == sorted(registers)
     assert start["meterStart"] <= registers[0] and registers[-1] <= stop["meterStop"] + 1
     assert start["timestamp"] < stop["timestamp"]
@@ -85,7 +91,9 @@ async def test_callerror_on_start_transaction_is_retried_and_delivered_once(
 async def test_transaction_message_given_up_after_the_configured_attempts(
     csms: Csms, station: RunningStation
 ) -> None:
-    await csms.call(CP_ID, "ChangeConfiguration", {"key": "TransactionMessageAttempts", "value": "2"})
+    await csms.call(
+        CP_ID, "ChangeConfiguration", {"key": "TransactionMessageAttempts", "value": "2"}
+    )
     await csms.call(CP_ID, "ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "0"})
     station.plug()
     station.tap("CARD")
@@ -104,7 +112,9 @@ async def test_transaction_message_given_up_after_the_configured_attempts(
 async def test_csms_that_never_answers_does_not_wedge_the_agent(
     csms: Csms, station_factory: Any
 ) -> None:
-    running: RunningStation = await station_factory(csms, extra={"csms": {"response_timeout_s": 0.5}})
+    running: RunningStation = await station_factory(
+        csms, extra={"csms": {"response_timeout_s": 0.5}}
+    )
     await csms.wait_for("StatusNotification", where=lambda p: p["connectorId"] == 1)
     csms.behaviour.ignore_next["StartTransaction"] = 1
     running.plug()
@@ -137,8 +147,10 @@ async def test_csms_closing_mid_call_loses_nothing(csms: Csms, station: RunningS
     [
         ('[2,"m1","Reset",{"type":"Bogus"}]', "PropertyConstraintViolation"),
         ('[2,"m2","Reset",{}]', "OccurenceConstraintViolation"),
-        ('[2,"m3","ChangeAvailability",{"connectorId":"one","type":"Operative"}]',
-         "TypeConstraintViolation"),
+        (
+            '[2,"m3","ChangeAvailability",{"connectorId":"one","type":"Operative"}]',
+            "TypeConstraintViolation",
+        ),
         ('[2,"m4","Reset",{"type":"Soft","extra":1}]', "FormationViolation"),
         ('[2,"m5","Reset","not an object"]', "FormationViolation"),
         ('[2,"m6","FlyToTheMoon",{}]', "NotImplemented"),
@@ -155,7 +167,14 @@ async def test_bad_call_gets_the_spec_callerror(
 
 @pytest.mark.parametrize(
     "frame",
-    ["this is not json", "{}", "[]", '[9,"x",{}]', '[3,"no-such-call",{}]', '[4,"nope","X","y",{}]'],
+    [
+        "this is not json",
+        "{}",
+        "[]",
+        '[9,"x",{}]',
+        '[3,"no-such-call",{}]',
+        '[4,"nope","X","y",{}]',
+    ],
 )
 async def test_garbage_frames_are_dropped_and_the_session_continues(
     csms: Csms, station: RunningStation, frame: str
@@ -186,19 +205,28 @@ def _write_config(path: Path, csms_url: str, store: Path) -> None:
 
 async def _spawn(config: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent", "run", "--config", str(config),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "agent",
+        "run",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
 
 
-async def test_kill_9_mid_transaction_then_restart_closes_it_with_power_loss(tmp_path: Path) -> None:
+async def test_kill_9_mid_transaction_then_restart_closes_it_with_power_loss(
+    tmp_path: Path,
+) -> None:
     config = tmp_path / "agent.yaml"
     async with Csms(CsmsBehaviour()) as csms:
         _write_config(config, csms.url, tmp_path / "agent.db")
         process = await _spawn(config)
         try:
-            await csms.wait_for("StatusNotification", where=lambda p: p["status"] == "Preparing",
-                                timeout_s=20)
+            await csms.wait_for(
+                "StatusNotification", where=lambda p: p["status"] == "Preparing", timeout_s=20
+            )
             await csms.call(CP_ID, "RemoteStartTransaction", {"connectorId": 1, "idTag": "KILL-ME"})
             start = await csms.wait_for("StartTransaction")
             await csms.wait_for("MeterValues", count=2)

@@ -15,12 +15,20 @@ def statuses(csms: Csms, connector: int = 1) -> list[str]:
     A SuspendedEV between Preparing and Charging is left out: it is reported only when
     the car takes a moment to answer the PWM, which depends on timing.
     """
-    seen = [p["status"] for p in csms.calls("StatusNotification", CP_ID) if p["connectorId"] == connector]
+    seen = [
+        p["status"]
+        for p in csms.calls("StatusNotification", CP_ID)
+        if p["connectorId"] == connector
+    ]
     return [
         status
         for index, status in enumerate(seen)
-        if not (status == "SuspendedEV" and 0 < index < len(seen) - 1
-                and seen[index - 1] == "Preparing" and seen[index + 1] == "Charging")
+        if not (
+            status == "SuspendedEV"
+            and 0 < index < len(seen) - 1
+            and seen[index - 1] == "Preparing"
+            and seen[index + 1] == "Charging"
+        )
     ]
 
 
@@ -41,8 +49,11 @@ async def test_plug_in_first_session(csms: Csms, station: RunningStation) -> Non
     meter = await csms.wait_for("MeterValues", count=2)
     station.unplug()
     stop = await csms.wait_for("StopTransaction")
-    await csms.wait_for("StatusNotification", count=2, where=lambda p: p["status"] == "Available"
-                        and p["connectorId"] == 1)
+    await csms.wait_for(
+        "StatusNotification",
+        count=2,
+        where=lambda p: p["status"] == "Available" and p["connectorId"] == 1,
+    )
 
     assert authorize == {"idTag": "CARD-001"}
     assert start["connectorId"] == 1 and start["idTag"] == "CARD-001"
@@ -69,8 +80,11 @@ async def test_authorize_first_session_stopped_by_the_same_card(
     await csms.wait_for("StatusNotification", where=lambda p: p["status"] == "Finishing")
     assert not station.agent.hardware[1].plant.contactor_closed
     station.unplug()
-    await csms.wait_for("StatusNotification", count=2, where=lambda p: p["status"] == "Available"
-                        and p["connectorId"] == 1)
+    await csms.wait_for(
+        "StatusNotification",
+        count=2,
+        where=lambda p: p["status"] == "Available" and p["connectorId"] == 1,
+    )
 
     assert start["idTag"] == "CARD-002"
     assert stop["reason"] == "Local"
@@ -94,7 +108,9 @@ async def test_rejected_card_starts_nothing(csms: Csms, station: RunningStation)
 async def test_remote_start_and_remote_stop(csms: Csms, station: RunningStation) -> None:
     station.plug()
     await csms.wait_for("StatusNotification", where=lambda p: p["status"] == "Preparing")
-    answer = await csms.call(CP_ID, "RemoteStartTransaction", {"connectorId": 1, "idTag": "APP-USER"})
+    answer = await csms.call(
+        CP_ID, "RemoteStartTransaction", {"connectorId": 1, "idTag": "APP-USER"}
+    )
     assert answer == {"status": "Accepted"}
     start = await csms.wait_for("StartTransaction")
     await csms.wait_for("StatusNotification", where=lambda p: p["status"] == "Charging")
@@ -110,7 +126,9 @@ async def test_remote_start_and_remote_stop(csms: Csms, station: RunningStation)
 async def test_remote_start_authorizes_first_when_configured(
     csms: Csms, station: RunningStation
 ) -> None:
-    await csms.call(CP_ID, "ChangeConfiguration", {"key": "AuthorizeRemoteTxRequests", "value": "true"})
+    await csms.call(
+        CP_ID, "ChangeConfiguration", {"key": "AuthorizeRemoteTxRequests", "value": "true"}
+    )
     csms.behaviour.accepted_tags = set()
     answer = await csms.call(CP_ID, "RemoteStartTransaction", {"idTag": "BLOCKED"})
     assert answer == {"status": "Accepted"}
@@ -127,12 +145,16 @@ async def test_remote_start_authorizes_first_when_configured(
 async def test_remote_stop_of_unknown_transaction_is_rejected(
     csms: Csms, station: RunningStation
 ) -> None:
-    assert await csms.call(CP_ID, "RemoteStopTransaction", {"transactionId": 99}) == {"status": "Rejected"}
+    assert await csms.call(CP_ID, "RemoteStopTransaction", {"transactionId": 99}) == {
+        "status": "Rejected"
+    }
     answer = await csms.call(CP_ID, "RemoteStartTransaction", {"connectorId": 7, "idTag": "X"})
     assert answer == {"status": "Rejected"}
 
 
-async def test_remote_start_on_a_busy_connector_is_rejected(csms: Csms, station: RunningStation) -> None:
+async def test_remote_start_on_a_busy_connector_is_rejected(
+    csms: Csms, station: RunningStation
+) -> None:
     station.plug()
     await csms.call(CP_ID, "RemoteStartTransaction", {"connectorId": 1, "idTag": "A"})
     await csms.wait_for("StartTransaction")
@@ -140,9 +162,13 @@ async def test_remote_start_on_a_busy_connector_is_rejected(csms: Csms, station:
     assert answer == {"status": "Rejected"}
 
 
-async def test_meter_values_carry_the_sampled_measurands(csms: Csms, station: RunningStation) -> None:
+async def test_meter_values_carry_the_sampled_measurands(
+    csms: Csms, station: RunningStation
+) -> None:
     measurands = "Energy.Active.Import.Register,Power.Active.Import,Current.Import,SoC"
-    await csms.call(CP_ID, "ChangeConfiguration", {"key": "MeterValuesSampledData", "value": measurands})
+    await csms.call(
+        CP_ID, "ChangeConfiguration", {"key": "MeterValuesSampledData", "value": measurands}
+    )
     station.plug(soc_percent=40)
     station.tap("CARD")
     await csms.wait_for("StatusNotification", where=lambda p: p["status"] == "Charging")
@@ -166,9 +192,14 @@ def _has(payload: dict[str, Any], measurand: str, phase: str) -> bool:
     )
 
 
-async def test_stop_transaction_carries_stop_txn_sampled_data(csms: Csms, station: RunningStation) -> None:
-    await csms.call(CP_ID, "ChangeConfiguration",
-                    {"key": "StopTxnSampledData", "value": "Energy.Active.Import.Register"})
+async def test_stop_transaction_carries_stop_txn_sampled_data(
+    csms: Csms, station: RunningStation
+) -> None:
+    await csms.call(
+        CP_ID,
+        "ChangeConfiguration",
+        {"key": "StopTxnSampledData", "value": "Energy.Active.Import.Register"},
+    )
     station.plug()
     station.tap("CARD")
     await csms.wait_for("MeterValues", count=2)
@@ -187,8 +218,11 @@ async def test_full_ev_suspends_then_unplug_stops(csms: Csms, station: RunningSt
     await csms.wait_for("StatusNotification", where=lambda p: p["status"] == "Charging")
     # At 60x time, a 300 Wh battery one percent short fills within a few seconds.
     suspended_so_far = statuses(csms).count("SuspendedEV")
-    await csms.wait_for("StatusNotification", count=suspended_so_far + 1,
-                        where=lambda p: p["status"] == "SuspendedEV")
+    await csms.wait_for(
+        "StatusNotification",
+        count=suspended_so_far + 1,
+        where=lambda p: p["status"] == "SuspendedEV",
+    )
     assert not station.agent.hardware[1].plant.contactor_closed
     station.unplug()
     stop = await csms.wait_for("StopTransaction")

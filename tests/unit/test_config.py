@@ -83,8 +83,9 @@ def test_sim_example_is_a_two_evse_simulated_station() -> None:
     assert config.settings == {
         "HeartbeatInterval": "300",
         "MeterValueSampleInterval": "10",
-        "MeterValuesSampledData":
-            "Energy.Active.Import.Register,Power.Active.Import,Current.Import,SoC",
+        "MeterValuesSampledData": (
+            "Energy.Active.Import.Register,Power.Active.Import,Current.Import,SoC"
+        ),
         "AllowOfflineTxForUnknownId": "true",
         "LocalAuthorizeOffline": "true",
     }
@@ -102,7 +103,8 @@ def test_board_example_names_real_drivers_and_reads_the_password_file(tmp_path: 
     (evse,) = config.evses
     assert evse.board == DriverConfig("serial_mcu", {"port": "/dev/ttyAMA0", "baudrate": 115200})
     assert evse.meter == DriverConfig(
-        "modbus_meter", {"port": "/dev/ttyUSB0", "unit": 1, "map": "sdm630"})
+        "modbus_meter", {"port": "/dev/ttyUSB0", "unit": 1, "map": "sdm630"}
+    )
     assert evse.lock == DriverConfig("serial_mcu")
     assert evse.reader == DriverConfig("nfc", {"path": "usb"})
 
@@ -112,9 +114,13 @@ def test_board_example_without_its_password_file_names_key_and_line(tmp_path: Pa
     missing = tmp_path / "absent"
     text = shipped.replace("/etc/cpagent/csms-password", str(missing))
     line = text.splitlines().index(f"    password_file: {missing}") + 1
-    assert problems_of(text) == [Problem(
-        "csms.basic_auth.password_file", line,
-        f"cannot read '{missing}': No such file or directory")]
+    assert problems_of(text) == [
+        Problem(
+            "csms.basic_auth.password_file",
+            line,
+            f"cannot read '{missing}': No such file or directory",
+        )
+    ]
 
 
 # --- defaults and conversions ----------------------------------------------------------
@@ -145,11 +151,20 @@ def test_empty_sections_mean_defaults() -> None:
     assert config.settings == {}
 
 
-@pytest.mark.parametrize(("yaml_value", "expected"), [
-    ("60", "60"), ("true", "true"), ("false", "false"), ("yes", "true"), ("1.5", "1.5"),
-    ('"0010"', "0010"), ("Energy.Active.Import.Register", "Energy.Active.Import.Register"),
-    ("0x10", "16"), ("''", ""),
-])
+@pytest.mark.parametrize(
+    ("yaml_value", "expected"),
+    [
+        ("60", "60"),
+        ("true", "true"),
+        ("false", "false"),
+        ("yes", "true"),
+        ("1.5", "1.5"),
+        ('"0010"', "0010"),
+        ("Energy.Active.Import.Register", "Energy.Active.Import.Register"),
+        ("0x10", "16"),
+        ("''", ""),
+    ],
+)
 def test_settings_values_become_ocpp_strings(yaml_value: str, expected: str) -> None:
     config = parse_config(MINIMAL + f"settings:\n  Key: {yaml_value}\n")
     assert config.settings == {"Key": expected}
@@ -157,7 +172,8 @@ def test_settings_values_become_ocpp_strings(yaml_value: str, expected: str) -> 
 
 def test_numbers_accept_ints_and_strings_accept_numbers_as_written() -> None:
     text = MINIMAL.replace("model: M1", "model: 2000, serial_number: 000123") + (
-        "simulator: {time_scale: 60, ev: {battery_wh: 75000}}\n")
+        "simulator: {time_scale: 60, ev: {battery_wh: 75000}}\n"
+    )
     config = parse_config(text)
     assert config.station.model == "2000"
     assert config.station.serial_number == "000123"
@@ -171,11 +187,14 @@ def test_ocpp_version_written_as_a_number_is_accepted() -> None:
 
 
 def test_merge_keys_share_driver_settings_between_evses() -> None:
-    text = MINIMAL.replace("evses: [{}]\n", """\
+    text = MINIMAL.replace(
+        "evses: [{}]\n",
+        """\
 evses:
   - board: &board {driver: serial_mcu, port: /dev/ttyAMA0}
   - board: {<<: *board, port: /dev/ttyAMA1}
-""")
+""",
+    )
     config = parse_config(text)
     assert [e.board for e in config.evses] == [
         DriverConfig("serial_mcu", {"port": "/dev/ttyAMA0"}),
@@ -198,7 +217,8 @@ def test_relative_paths_resolve_against_the_config_file_directory(tmp_path: Path
     (tmp_path / "secrets" / "pw").write_text(PASSWORD, encoding="utf-8")
     config_file = tmp_path / "station.yaml"
     text = MINIMAL.replace("ws://", "wss://").replace(
-        'ocpp"}', 'ocpp", basic_auth: {password_file: secrets/pw}, tls: {ca_file: ca.pem}}')
+        'ocpp"}', 'ocpp", basic_auth: {password_file: secrets/pw}, tls: {ca_file: ca.pem}}'
+    )
     config_file.write_text(text + "store: {path: data/agent.db}\n", encoding="utf-8")
     config = load_config(config_file)
     assert config.store.path == tmp_path / "data" / "agent.db"
@@ -209,7 +229,8 @@ def test_relative_paths_resolve_against_the_config_file_directory(tmp_path: Path
 
 def test_password_from_environment_variable_with_explicit_username() -> None:
     text = MINIMAL.replace(
-        'ocpp"}', 'ocpp", basic_auth: {username: user-7, password_env: CSMS_PW}}')
+        'ocpp"}', 'ocpp", basic_auth: {username: user-7, password_env: CSMS_PW}}'
+    )
     config = parse_config(text, environ={"CSMS_PW": PASSWORD + "\n"})
     assert config.csms.basic_auth == BasicAuthConfig("user-7", Secret(PASSWORD))
 
@@ -223,107 +244,319 @@ BAD = [
     ("top level is a list", "- a\n- b\n", "", 1, "expected a mapping, got a list"),
     ("invalid yaml", MINIMAL + "settings: [\n", "", 5, "invalid YAML: while parsing a flow"),
     ("two documents", MINIMAL + "---\na: 1\n", "", 4, "invalid YAML: expected a single doc"),
-    ("missing station", MINIMAL.split("\n", 1)[1], "station", 1,
-     "missing required key 'station'"),
-    ("missing station id", MINIMAL.replace("id: CP-1, ", ""), "station.id", 1,
-     "missing required key 'id'"),
+    ("missing station", MINIMAL.split("\n", 1)[1], "station", 1, "missing required key 'station'"),
+    (
+        "missing station id",
+        MINIMAL.replace("id: CP-1, ", ""),
+        "station.id",
+        1,
+        "missing required key 'id'",
+    ),
     ("empty station id", MINIMAL.replace("CP-1", "''"), "station.id", 1, "must not be empty"),
-    ("station id with slash", MINIMAL.replace("CP-1", "a/b"), "station.id", 1,
-     "must not contain '/' or whitespace"),
-    ("station id too long", MINIMAL.replace("CP-1", "x" * 49), "station.id", 1,
-     "must be at most 48 characters long, got 49"),
-    ("vendor too long", MINIMAL.replace("ACME", "V" * 21), "station.vendor", 1,
-     "must be at most 20 characters long, got 21"),
-    ("model is a boolean", MINIMAL.replace("M1", "yes"), "station.model", 1,
-     "expected a string, got a boolean (yes); put it in quotes"),
-    ("unknown top-level key", MINIMAL + "heartbeat: 5\n", "heartbeat", 4,
-     "unknown key 'heartbeat'"),
-    ("unknown key with suggestion", MINIMAL + "setings: {}\n", "setings", 4,
-     "unknown key 'setings'; did you mean 'settings'?"),
-    ("duplicate key", MINIMAL + "csms: {url: 'ws://x'}\n", "csms", 4,
-     "duplicate key 'csms' (first given on line 2)"),
-    ("url scheme", MINIMAL.replace("ws://", "http://"), "csms.url", 2,
-     "must start with ws:// or wss://, got 'http://'"),
+    (
+        "station id with slash",
+        MINIMAL.replace("CP-1", "a/b"),
+        "station.id",
+        1,
+        "must not contain '/' or whitespace",
+    ),
+    (
+        "station id too long",
+        MINIMAL.replace("CP-1", "x" * 49),
+        "station.id",
+        1,
+        "must be at most 48 characters long, got 49",
+    ),
+    (
+        "vendor too long",
+        MINIMAL.replace("ACME", "V" * 21),
+        "station.vendor",
+        1,
+        "must be at most 20 characters long, got 21",
+    ),
+    (
+        "model is a boolean",
+        MINIMAL.replace("M1", "yes"),
+        "station.model",
+        1,
+        "expected a string, got a boolean (yes); put it in quotes",
+    ),
+    (
+        "unknown top-level key",
+        MINIMAL + "heartbeat: 5\n",
+        "heartbeat",
+        4,
+        "unknown key 'heartbeat'",
+    ),
+    (
+        "unknown key with suggestion",
+        MINIMAL + "setings: {}\n",
+        "setings",
+        4,
+        "unknown key 'setings'; did you mean 'settings'?",
+    ),
+    (
+        "duplicate key",
+        MINIMAL + "csms: {url: 'ws://x'}\n",
+        "csms",
+        4,
+        "duplicate key 'csms' (first given on line 2)",
+    ),
+    (
+        "url scheme",
+        MINIMAL.replace("ws://", "http://"),
+        "csms.url",
+        2,
+        "must start with ws:// or wss://, got 'http://'",
+    ),
     ("url without host", MINIMAL.replace("127.0.0.1:9000", ""), "csms.url", 2, "has no host"),
-    ("url with query", MINIMAL.replace('ocpp"', 'ocpp?a=1"'), "csms.url", 2,
-     "must not have a query or fragment"),
-    ("ocpp 2.0.1 not yet", MINIMAL.replace('ocpp"}', 'ocpp", ocpp_version: 2.0.1}'),
-     "csms.ocpp_version", 2, "OCPP '2.0.1' is not supported yet (it comes in a later release)"),
-    ("tls with ws://", MINIMAL.replace('ocpp"}', 'ocpp", tls: {}}'), "csms.tls", 2,
-     "tls is only used with wss:// URLs"),
-    ("timeout not a number", MINIMAL.replace('ocpp"}', 'ocpp", response_timeout_s: abc}'),
-     "csms.response_timeout_s", 2, "expected a number, got 'abc'"),
-    ("bool is not a number", MINIMAL.replace('ocpp"}', 'ocpp", response_timeout_s: true}'),
-     "csms.response_timeout_s", 2, "expected a number, got a boolean (true)"),
-    ("nan is not a number", MINIMAL + "simulator: {time_scale: .nan}\n",
-     "simulator.time_scale", 4, "expected a finite number, got .nan"),
-    ("time scale zero", MINIMAL + "simulator: {time_scale: 0}\n", "simulator.time_scale", 4,
-     "must be greater than 0, got 0"),
-    ("jitter above one", MINIMAL.replace('ocpp"}', 'ocpp", reconnect: {jitter: 1.5}}'),
-     "csms.reconnect.jitter", 2, "must be at least 0 and at most 1, got 1.5"),
-    ("backoff order", MINIMAL.replace(
-        'ocpp"}', 'ocpp", reconnect: {initial_backoff_s: 10, max_backoff_s: 5}}'),
-     "csms.reconnect.max_backoff_s", 2, "must be at least initial_backoff_s (10)"),
-    ("evses empty", MINIMAL.replace("[{}]", "[]"), "evses", 3,
-     "expected a list of at least one EVSE, got an empty list"),
-    ("evses missing", MINIMAL.replace("evses: [{}]\n", ""), "evses", 1,
-     "missing required key 'evses'"),
-    ("evse id out of order", MINIMAL.replace("[{}]", "[{id: 2}]"), "evses[0].id", 3,
-     "EVSE ids must be 1, 2, ... in list order: expected 1, got 2"),
-    ("connector current too high", MINIMAL.replace("[{}]", "\n  - connectors:\n"
-     "    - {max_current_a: 81}"), "evses[0].connectors[0].max_current_a", 5,
-     "must be greater than 0 and at most 80, got 81"),
-    ("connector phases", MINIMAL.replace("[{}]", "[{connectors: [{phases: 2}]}]"),
-     "evses[0].connectors[0].phases", 3, "must be 1 or 3, got 2"),
-    ("connector phases float", MINIMAL.replace("[{}]", "[{connectors: [{phases: 3.0}]}]"),
-     "evses[0].connectors[0].phases", 3, "expected an integer, got 3.0"),
-    ("connector type", MINIMAL.replace("[{}]", "[{connectors: [{type: ctype2}]}]"),
-     "evses[0].connectors[0].type", 3, "got 'ctype2'; did you mean 'cType2'?"),
-    ("connector id gap", MINIMAL.replace("[{}]", "[{connectors: [{id: 1}, {id: 3}]}]"),
-     "evses[0].connectors[1].id", 3, "connector ids must be 1, 2, ... in list order"),
-    ("no connectors", MINIMAL.replace("[{}]", "[{connectors: []}]"), "evses[0].connectors", 3,
-     "expected a list of at least one connector, got an empty list"),
-    ("driver not a mapping", MINIMAL.replace("[{}]", "[{board: sim}]"), "evses[0].board", 3,
-     "expected a mapping, got 'sim'"),
-    ("driver name missing", MINIMAL.replace("[{}]", "[{meter: {port: 1}}]"),
-     "evses[0].meter.driver", 3, "missing required key 'driver'"),
-    ("driver option duplicate", MINIMAL.replace("[{}]", "[{meter: {driver: m, a: 1, a: 2}}]"),
-     "evses[0].meter.a", 3, "duplicate key 'a'"),
-    ("log level case", MINIMAL + "logging: {level: info}\n", "logging.level", 4,
-     "must be one of DEBUG, INFO, WARNING, ERROR, got 'info'; did you mean 'INFO'?"),
-    ("quoted boolean", MINIMAL + "logging: {message_log: 'false'}\n", "logging.message_log", 4,
-     "expected true or false, got 'false'"),
-    ("soc above 100", MINIMAL + "simulator:\n  ev:\n    soc_percent: 101\n",
-     "simulator.ev.soc_percent", 6, "must be at least 0 and at most 100, got 101"),
-    ("setting is a list", MINIMAL + "settings:\n  A: [1]\n", "settings.A", 5,
-     "expected a string, number or boolean, got a list"),
-    ("setting is null", MINIMAL + "settings:\n  A:\n", "settings.A", 5,
-     "expected a string, number or boolean, got nothing (null)"),
-    ("section is a string", MINIMAL + "store: here\n", "store", 4,
-     "expected a mapping, got 'here'"),
-    ("non-string key", MINIMAL + "settings: {1: a}\n", "settings", 4,
-     "keys must be non-empty strings, got 1"),
-    ("inline password", MINIMAL.replace('ocpp"}', 'ocpp", basic_auth: {password: x}}'),
-     "csms.basic_auth.password", 2, "put the password in a file or an environment variable"),
-    ("no password source", MINIMAL.replace('ocpp"}', 'ocpp", basic_auth: {username: u}}'),
-     "csms.basic_auth", 2, "give exactly one of password_file and password_env"),
-    ("two password sources", MINIMAL.replace(
-        'ocpp"}', 'ocpp", basic_auth: {password_env: A, password_file: /x}}'),
-     "csms.basic_auth", 2, "give exactly one of password_file and password_env"),
-    ("env var not set", MINIMAL.replace('ocpp"}', 'ocpp", basic_auth: {password_env: NOPE}}'),
-     "csms.basic_auth.password_env", 2, "environment variable 'NOPE' is not set"),
-    ("bad env var name", MINIMAL.replace('ocpp"}', 'ocpp", basic_auth: {password_env: 1A}}'),
-     "csms.basic_auth.password_env", 2, "'1A' is not an environment variable name"),
-    ("username with colon", MINIMAL.replace(
-        'ocpp"}', 'ocpp", basic_auth: {username: "a:b", password_env: PW}}'),
-     "csms.basic_auth.username", 2, "must not contain ':'"),
+    (
+        "url with query",
+        MINIMAL.replace('ocpp"', 'ocpp?a=1"'),
+        "csms.url",
+        2,
+        "must not have a query or fragment",
+    ),
+    (
+        "ocpp 2.0.1 not yet",
+        MINIMAL.replace('ocpp"}', 'ocpp", ocpp_version: 2.0.1}'),
+        "csms.ocpp_version",
+        2,
+        "OCPP '2.0.1' is not supported yet (it comes in a later release)",
+    ),
+    (
+        "tls with ws://",
+        MINIMAL.replace('ocpp"}', 'ocpp", tls: {}}'),
+        "csms.tls",
+        2,
+        "tls is only used with wss:// URLs",
+    ),
+    (
+        "timeout not a number",
+        MINIMAL.replace('ocpp"}', 'ocpp", response_timeout_s: abc}'),
+        "csms.response_timeout_s",
+        2,
+        "expected a number, got 'abc'",
+    ),
+    (
+        "bool is not a number",
+        MINIMAL.replace('ocpp"}', 'ocpp", response_timeout_s: true}'),
+        "csms.response_timeout_s",
+        2,
+        "expected a number, got a boolean (true)",
+    ),
+    (
+        "nan is not a number",
+        MINIMAL + "simulator: {time_scale: .nan}\n",
+        "simulator.time_scale",
+        4,
+        "expected a finite number, got .nan",
+    ),
+    (
+        "time scale zero",
+        MINIMAL + "simulator: {time_scale: 0}\n",
+        "simulator.time_scale",
+        4,
+        "must be greater than 0, got 0",
+    ),
+    (
+        "jitter above one",
+        MINIMAL.replace('ocpp"}', 'ocpp", reconnect: {jitter: 1.5}}'),
+        "csms.reconnect.jitter",
+        2,
+        "must be at least 0 and at most 1, got 1.5",
+    ),
+    (
+        "backoff order",
+        MINIMAL.replace('ocpp"}', 'ocpp", reconnect: {initial_backoff_s: 10, max_backoff_s: 5}}'),
+        "csms.reconnect.max_backoff_s",
+        2,
+        "must be at least initial_backoff_s (10)",
+    ),
+    (
+        "evses empty",
+        MINIMAL.replace("[{}]", "[]"),
+        "evses",
+        3,
+        "expected a list of at least one EVSE, got an empty list",
+    ),
+    (
+        "evses missing",
+        MINIMAL.replace("evses: [{}]\n", ""),
+        "evses",
+        1,
+        "missing required key 'evses'",
+    ),
+    (
+        "evse id out of order",
+        MINIMAL.replace("[{}]", "[{id: 2}]"),
+        "evses[0].id",
+        3,
+        "EVSE ids must be 1, 2, ... in list order: expected 1, got 2",
+    ),
+    (
+        "connector current too high",
+        MINIMAL.replace("[{}]", "\n  - connectors:\n    - {max_current_a: 81}"),
+        "evses[0].connectors[0].max_current_a",
+        5,
+        "must be greater than 0 and at most 80, got 81",
+    ),
+    (
+        "connector phases",
+        MINIMAL.replace("[{}]", "[{connectors: [{phases: 2}]}]"),
+        "evses[0].connectors[0].phases",
+        3,
+        "must be 1 or 3, got 2",
+    ),
+    (
+        "connector phases float",
+        MINIMAL.replace("[{}]", "[{connectors: [{phases: 3.0}]}]"),
+        "evses[0].connectors[0].phases",
+        3,
+        "expected an integer, got 3.0",
+    ),
+    (
+        "connector type",
+        MINIMAL.replace("[{}]", "[{connectors: [{type: ctype2}]}]"),
+        "evses[0].connectors[0].type",
+        3,
+        "got 'ctype2'; did you mean 'cType2'?",
+    ),
+    (
+        "connector id gap",
+        MINIMAL.replace("[{}]", "[{connectors: [{id: 1}, {id: 3}]}]"),
+        "evses[0].connectors[1].id",
+        3,
+        "connector ids must be 1, 2, ... in list order",
+    ),
+    (
+        "no connectors",
+        MINIMAL.replace("[{}]", "[{connectors: []}]"),
+        "evses[0].connectors",
+        3,
+        "expected a list of at least one connector, got an empty list",
+    ),
+    (
+        "driver not a mapping",
+        MINIMAL.replace("[{}]", "[{board: sim}]"),
+        "evses[0].board",
+        3,
+        "expected a mapping, got 'sim'",
+    ),
+    (
+        "driver name missing",
+        MINIMAL.replace("[{}]", "[{meter: {port: 1}}]"),
+        "evses[0].meter.driver",
+        3,
+        "missing required key 'driver'",
+    ),
+    (
+        "driver option duplicate",
+        MINIMAL.replace("[{}]", "[{meter: {driver: m, a: 1, a: 2}}]"),
+        "evses[0].meter.a",
+        3,
+        "duplicate key 'a'",
+    ),
+    (
+        "log level case",
+        MINIMAL + "logging: {level: info}\n",
+        "logging.level",
+        4,
+        "must be one of DEBUG, INFO, WARNING, ERROR, got 'info'; did you mean 'INFO'?",
+    ),
+    (
+        "quoted boolean",
+        MINIMAL + "logging: {message_log: 'false'}\n",
+        "logging.message_log",
+        4,
+        "expected true or false, got 'false'",
+    ),
+    (
+        "soc above 100",
+        MINIMAL + "simulator:\n  ev:\n    soc_percent: 101\n",
+        "simulator.ev.soc_percent",
+        6,
+        "must be at least 0 and at most 100, got 101",
+    ),
+    (
+        "setting is a list",
+        MINIMAL + "settings:\n  A: [1]\n",
+        "settings.A",
+        5,
+        "expected a string, number or boolean, got a list",
+    ),
+    (
+        "setting is null",
+        MINIMAL + "settings:\n  A:\n",
+        "settings.A",
+        5,
+        "expected a string, number or boolean, got nothing (null)",
+    ),
+    (
+        "section is a string",
+        MINIMAL + "store: here\n",
+        "store",
+        4,
+        "expected a mapping, got 'here'",
+    ),
+    (
+        "non-string key",
+        MINIMAL + "settings: {1: a}\n",
+        "settings",
+        4,
+        "keys must be non-empty strings, got 1",
+    ),
+    (
+        "inline password",
+        MINIMAL.replace('ocpp"}', 'ocpp", basic_auth: {password: x}}'),
+        "csms.basic_auth.password",
+        2,
+        "put the password in a file or an environment variable",
+    ),
+    (
+        "no password source",
+        MINIMAL.replace('ocpp"}', 'ocpp", basic_auth: {username: u}}'),
+        "csms.basic_auth",
+        2,
+        "give exactly one of password_file and password_env",
+    ),
+    (
+        "two password sources",
+        MINIMAL.replace('ocpp"}', 'ocpp", basic_auth: {password_env: A, password_file: /x}}'),
+        "csms.basic_auth",
+        2,
+        "give exactly one of password_file and password_env",
+    ),
+    (
+        "env var not set",
+        MINIMAL.replace('ocpp"}', 'ocpp", basic_auth: {password_env: NOPE}}'),
+        "csms.basic_auth.password_env",
+        2,
+        "environment variable 'NOPE' is not set",
+    ),
+    (
+        "bad env var name",
+        MINIMAL.replace('ocpp"}', 'ocpp", basic_auth: {password_env: 1A}}'),
+        "csms.basic_auth.password_env",
+        2,
+        "'1A' is not an environment variable name",
+    ),
+    (
+        "username with colon",
+        MINIMAL.replace('ocpp"}', 'ocpp", basic_auth: {username: "a:b", password_env: PW}}'),
+        "csms.basic_auth.username",
+        2,
+        "must not contain ':'",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("text", "path", "line", "message"),
-                         [case[1:] for case in BAD], ids=[case[0] for case in BAD])
+@pytest.mark.parametrize(
+    ("text", "path", "line", "message"), [case[1:] for case in BAD], ids=[case[0] for case in BAD]
+)
 def test_problem_names_key_path_line_and_reason(
-        text: str, path: str, line: int, message: str) -> None:
+    text: str, path: str, line: int, message: str
+) -> None:
     problems = problems_of(text, environ={"PW": "pw"})
     assert len(problems) == 1, problems
     assert (problems[0].path, problems[0].line) == (path, line)
@@ -355,22 +588,28 @@ logging: {level: LOUD}
 
 
 def test_problems_in_an_aliased_node_are_reported_for_each_use() -> None:
-    text = MINIMAL.replace("evses: [{}]\n", """\
+    text = MINIMAL.replace(
+        "evses: [{}]\n",
+        """\
 evses:
   - connectors: &c [{phases: 2}]
   - connectors: *c
-""")
+""",
+    )
     problems = problems_of(text)
     assert [(p.path, p.line) for p in problems] == [
-        ("evses[0].connectors[0].phases", 4), ("evses[1].connectors[0].phases", 4)]
+        ("evses[0].connectors[0].phases", 4),
+        ("evses[1].connectors[0].phases", 4),
+    ]
 
 
 def test_empty_password_file_is_a_problem(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text(" \n", encoding="utf-8")
     text = MINIMAL.replace('ocpp"}', 'ocpp", basic_auth: {password_file: pw}}')
     problems = problems_of(text, base_dir=tmp_path)
-    assert problems == [Problem("csms.basic_auth.password_file", 2,
-                                f"'{tmp_path / 'pw'}' is empty")]
+    assert problems == [
+        Problem("csms.basic_auth.password_file", 2, f"'{tmp_path / 'pw'}' is empty")
+    ]
 
 
 def test_load_config_of_a_missing_file_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
@@ -404,13 +643,21 @@ def test_password_never_appears_in_config_repr(tmp_path: Path) -> None:
     assert PASSWORD not in str(config)
 
 
-@pytest.mark.parametrize("text", [
-    MINIMAL.replace('ocpp"}', f'ocpp", basic_auth: {{password: {PASSWORD}}}}}'),
-    MINIMAL.replace('ocpp"}', f'ocpp", basic_auth: {{password: "{PASSWORD}}}'),  # bad YAML
-    MINIMAL.replace("ws://", f"ws://user:{PASSWORD}@"),
-    MINIMAL.replace("ws://", f"http://user:{PASSWORD}@"),
-], ids=["inline password", "yaml error on the password line", "url credentials",
-        "url credentials with wrong scheme"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        MINIMAL.replace('ocpp"}', f'ocpp", basic_auth: {{password: {PASSWORD}}}}}'),
+        MINIMAL.replace('ocpp"}', f'ocpp", basic_auth: {{password: "{PASSWORD}}}'),  # bad YAML
+        MINIMAL.replace("ws://", f"ws://user:{PASSWORD}@"),
+        MINIMAL.replace("ws://", f"http://user:{PASSWORD}@"),
+    ],
+    ids=[
+        "inline password",
+        "yaml error on the password line",
+        "url credentials",
+        "url credentials with wrong scheme",
+    ],
+)
 def test_secret_is_never_in_the_error_message(text: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(text)

@@ -157,13 +157,14 @@ class Ocpp16Adapter:
             await self._boot(endpoint)
             self._accepted = True
             self._changed()
-            self._status_queue = asyncio.Queue()
             self._outbox = OutboxSender(
                 self.store,
                 self._deliver,
                 clock=self.clock,
                 attempts=lambda: self.keys.get_int("TransactionMessageAttempts"),
-                retry_interval_s=lambda: float(self.keys.get_int("TransactionMessageRetryInterval")),
+                retry_interval_s=lambda: float(
+                    self.keys.get_int("TransactionMessageRetryInterval")
+                ),
                 on_settled=lambda _entry, _delivered: self._changed(),
             )
             async with asyncio.TaskGroup() as group:
@@ -217,13 +218,18 @@ class Ocpp16Adapter:
 
     async def _report_all_statuses(self, endpoint: RpcEndpoint) -> None:
         """Send every connector's current status, then each change as it happens."""
+        # The snapshot and the fresh queue are taken together (no await between), so a
+        # change is either in the snapshot or queued after it, never both.
         operative = any(evse.operative for evse in self.station.evses.values())
         station_status = ConnectorStatus.AVAILABLE if operative else ConnectorStatus.UNAVAILABLE
-        await self._send_status(endpoint, 0, station_status, "NoError")
+        snapshot = [(0, station_status, "NoError")]
         for evse in self.station.evses.values():
             for connector_id, (status, fault) in evse.statuses().items():
                 code = mapping.ERROR_CODES[fault] if fault else "NoError"
-                await self._send_status(endpoint, self._connector_of[(evse.id, connector_id)], status, code)
+                snapshot.append((self._connector_of[(evse.id, connector_id)], status, code))
+        self._status_queue = asyncio.Queue()
+        for number, status, code in snapshot:
+            await self._send_status(endpoint, number, status, code)
         while True:
             number, status, code = await self._status_queue.get()
             await self._send_status(endpoint, number, status, code)
@@ -261,7 +267,10 @@ class Ocpp16Adapter:
         endpoint = self._endpoint
         measurands = self.keys.get_list("MeterValuesAlignedData")
         values = mapping.sampled_values(
-            event.sample, measurands, mapping.READING_CONTEXT[event.context], event.offered_current_a
+            event.sample,
+            measurands,
+            mapping.READING_CONTEXT[event.context],
+            event.offered_current_a,
         )
         if endpoint is None or not values:
             return
@@ -294,7 +303,9 @@ class Ocpp16Adapter:
             conf = await endpoint.call("StartTransaction", payload)
             self.store.set_csms_tx_id(tx.local_id, str(conf["transactionId"]))
             self._remember(tx.id_token, conf["idTagInfo"])
-            if conf["idTagInfo"]["status"] != "Accepted" and self.keys.get_bool("StopTransactionOnInvalidId"):
+            if conf["idTagInfo"]["status"] != "Accepted" and self.keys.get_bool(
+                "StopTransactionOnInvalidId"
+            ):
                 self._tasks.spawn(
                     self.station.stop_transaction(tx.local_id, StopReason.DE_AUTHORIZED),
                     name="stop-invalid-id",
@@ -312,7 +323,11 @@ class Ocpp16Adapter:
                 raise Skip
             await endpoint.call(
                 "MeterValues",
-                {"connectorId": connector, "transactionId": int(tx.csms_tx_id), "meterValue": [value]},
+                {
+                    "connectorId": connector,
+                    "transactionId": int(tx.csms_tx_id),
+                    "meterValue": [value],
+                },
             )
             return
         stop: dict[str, Any] = {
@@ -420,7 +435,10 @@ class Ocpp16Adapter:
     async def _on_remote_stop(self, payload: dict[str, Any]) -> dict[str, Any]:
         wanted = str(payload["transactionId"])
         for evse in self.station.evses.values():
-            if evse.tx is not None and self.store.get_transaction(evse.tx.local_id).csms_tx_id == wanted:
+            if (
+                evse.tx is not None
+                and self.store.get_transaction(evse.tx.local_id).csms_tx_id == wanted
+            ):
                 self._tasks.spawn(
                     self.station.stop_transaction(evse.tx.local_id, StopReason.REMOTE),
                     name="remote-stop",
@@ -465,7 +483,9 @@ class Ocpp16Adapter:
         if evse_id is None:
             return {"status": "NotSupported"}
         result = await self.station.unlock(evse_id)
-        return {"status": {"unlocked": "Unlocked", "failed": "UnlockFailed"}.get(result, "NotSupported")}
+        return {
+            "status": {"unlocked": "Unlocked", "failed": "UnlockFailed"}.get(result, "NotSupported")
+        }
 
     async def _on_clear_cache(self, payload: dict[str, Any]) -> dict[str, Any]:
         self.store.set_setting(CACHE_KEY, "{}")
@@ -474,12 +494,14 @@ class Ocpp16Adapter:
     async def _on_get_configuration(self, payload: dict[str, Any]) -> dict[str, Any]:
         wanted = payload.get("key")
         known = {key.name: (key, value) for key, value in self.keys.items()}
-        names = list(known) if not wanted else wanted
+        names = wanted if wanted else list(known)
         result: dict[str, Any] = {"configurationKey": [], "unknownKey": []}
         for name in names:
             if name in known:
                 key, value = known[name]
-                result["configurationKey"].append({"key": name, "readonly": key.readonly, "value": value})
+                result["configurationKey"].append(
+                    {"key": name, "readonly": key.readonly, "value": value}
+                )
             else:
                 result["unknownKey"].append(name)
         return {field: items for field, items in result.items() if items}
