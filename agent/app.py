@@ -74,10 +74,14 @@ class MessageLog:
 
     frames: deque[Frame] = field(default_factory=lambda: deque(maxlen=1000))
     listeners: list[Callable[[Frame], None]] = field(default_factory=list)
+    log_frames: bool = True
+    mask: bool = True
 
     def __call__(self, frame: Frame) -> None:
         self.frames.append(frame)
-        frames_log.info("%s %s", ">>" if frame.outgoing else "<<", mask_tokens(frame.text))
+        if self.log_frames:
+            text = mask_tokens(frame.text) if self.mask else frame.text
+            frames_log.info("%s %s", ">>" if frame.outgoing else "<<", text)
         for listener in list(self.listeners):
             listener(frame)
 
@@ -124,7 +128,9 @@ class Agent:
         self.config = config
         self.clock = clock or SystemClock()
         self.store = Store(config.store.path)
-        self.messages = MessageLog()
+        self.messages = MessageLog(
+            log_frames=config.logging.message_log, mask=config.logging.mask_id_tokens
+        )
         self.hardware: dict[int, EvseHardware] = {}
         self.station = Station(clock=self.clock, journal=self.store, settings=self.store)
         store_dir = Path(config.store.path).parent

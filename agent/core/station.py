@@ -195,17 +195,19 @@ class Station:
                 await self.clock.sleep(1.0)
                 continue
             now = self.clock.now()
-            await self.clock.sleep((next_aligned(now, interval) - now).total_seconds())
+            boundary = next_aligned(now, interval)
+            await self.clock.sleep((boundary - now).total_seconds())
             if self.policy.aligned_interval_s != interval:
                 continue
             for evse in self.evses.values():
-                await self._sample_aligned(evse)
+                await self._sample_aligned(evse, boundary)
 
-    async def _sample_aligned(self, evse: Evse) -> None:
+    async def _sample_aligned(self, evse: Evse, boundary: datetime) -> None:
+        """Sample an EVSE, stamped with the aligned instant it stands for."""
         sample = await evse.read_meter()
         if sample is None:
             return
-        now = self.clock.now()
+        now = boundary
         offered = evse.limit_a if evse.desired_outputs().offering else 0.0
         tx = evse.tx
         if tx is not None:

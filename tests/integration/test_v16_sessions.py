@@ -246,3 +246,27 @@ async def test_fault_mid_session_opens_contactor_and_reports_faulted(
     await csms.wait_for("StatusNotification", count=2, where=lambda p: p["status"] == "Charging")
     assert plant.contactor_closed
     await until(station.agent, lambda: plant.contactor_closed)
+
+
+async def test_clock_aligned_meter_values_outside_and_inside_a_transaction(
+    csms: Csms, station: RunningStation
+) -> None:
+    await csms.call(CP_ID, "ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "0"})
+    await csms.call(CP_ID, "ChangeConfiguration",
+                    {"key": "StopTxnAlignedData", "value": "Energy.Active.Import.Register"})
+    await csms.call(CP_ID, "ChangeConfiguration", {"key": "ClockAlignedDataInterval", "value": "1"})
+    idle = await csms.wait_for("MeterValues")
+    assert "transactionId" not in idle
+    assert idle["meterValue"][0]["sampledValue"][0]["context"] == "Sample.Clock"
+    assert idle["meterValue"][0]["timestamp"].endswith(".000Z")  # on the second boundary
+
+    station.plug()
+    station.tap("CARD")
+    await csms.wait_for("StartTransaction")
+    in_tx = await csms.wait_for("MeterValues", where=lambda p: "transactionId" in p)
+    assert in_tx["transactionId"] == 1
+    assert in_tx["meterValue"][0]["sampledValue"][0]["context"] == "Sample.Clock"
+    station.unplug()
+    stop = await csms.wait_for("StopTransaction")
+    contexts = {v["context"] for mv in stop["transactionData"] for v in mv["sampledValue"]}
+    assert contexts == {"Sample.Clock"}
