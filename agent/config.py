@@ -4,7 +4,8 @@ Responsible for: reading the YAML file the installer names (and nothing else: no
 no implicit environment), checking every value, and reporting *all* problems at once, each
 with its dotted key path (`evses[1].connectors[0].max_current_a`) and 1-based line. The file
 is parsed with PyYAML's composer so every value keeps its position; scalars are then
-converted one by one, never with a whole-document `yaml.safe_load`.
+converted one by one, never with a whole-document `yaml.safe_load`. This module holds the
+schema (which keys, which bounds); agent/config_yaml.py holds the generic node reader.
 
 Secrets (the CSMS basic-auth password) come only from a file or an environment variable
 that the YAML names; they are wrapped in `Secret` and never appear in a message or repr.
@@ -17,11 +18,9 @@ An empty section (`reconnect:` with nothing under it) means "all defaults".
 
 from __future__ import annotations
 
-import difflib
-import math
 import os
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -29,10 +28,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import Node, ScalarNode, SequenceNode
 
-_TAG = "tag:yaml.org,2002:"
-_MERGE_TAG = _TAG + "merge"
+from agent.config_yaml import TAG, NodeMap, NodeReader, describe, is_null
+from agent.ocpp.settings import setting_problem
 
 CONNECTOR_TYPES: tuple[str, ...] = (
     "cCCS1",
@@ -275,8 +274,11 @@ def parse_config(
         loader = yaml.SafeLoader(text)
         try:
             root = loader.get_single_node()
-            reader = _Reader(
-                loader, problems, base_dir or Path.cwd(), os.environ if environ is None else environ
+            reader = NodeReader(
+                loader,
+                lambda path, line, message: problems.append(Problem(path, line, message)),
+                base_dir or Path.cwd(),
+                os.environ if environ is None else environ,
             )
             if root is None:
                 reader.problem(
@@ -309,254 +311,7 @@ def _yaml_problem(exc: yaml.YAMLError, text: str) -> Problem:
     return Problem("", None, f"invalid YAML: {type(exc).__name__}")
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _line(node: Node) -> int:
-    return int(node.start_mark.line) + 1
-
-
-def _is_null(node: Node) -> bool:
-    return isinstance(node, ScalarNode) and node.tag == _TAG + "null"
-
-
-def _describe(node: Node) -> str:
-    """Say what a node is, for 'expected X, got Y' messages."""
-    if isinstance(node, MappingNode | SequenceNode):
-        return "a mapping" if isinstance(node, MappingNode) else "a list"
-    if _is_null(node):
-        return "nothing (null)"
-    if node.tag in (_TAG + "int", _TAG + "float"):
-        return str(node.value)
-    return f"a boolean ({node.value})" if node.tag == _TAG + "bool" else repr(node.value)
-
-
-def _suggest(word: str, choices: Collection[str]) -> str:
-    by_case = {c.lower(): c for c in choices}
-    close = (
-        [by_case[word.lower()]]
-        if word.lower() in by_case
-        else difflib.get_close_matches(word, list(choices), n=1)
-    )
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
-@dataclass(slots=True)
-class _Map:
-    """A checked YAML mapping; line 0 means "not in the file" (absent, empty or wrong type)."""
-
-    path: str
-    line: int
-    entries: dict[str, tuple[Node, Node]]  # key -> (key node, value node)
-
-    def node(self, key: str) -> Node | None:
-        """Return the value node of `key`, or None when absent or empty (null)."""
-        entry = self.entries.get(key)
-        return None if entry is None or _is_null(entry[1]) else entry[1]
-
-    def at(self, key: str) -> str:
-        """Return the dotted path of `key` in this mapping."""
-        return _join(self.path, key)
-
-
-class _Reader:
-    """Converts nodes to checked values, collecting problems instead of raising.
-
-    On a problem a reader method returns the default so checking can go on; the caller
-    raises ConfigError at the end if any problem was recorded.
-    """
-
-    def __init__(
-        self,
-        loader: yaml.SafeLoader,
-        problems: list[Problem],
-        base_dir: Path,
-        environ: Mapping[str, str],
-    ) -> None:
-        self.loader = loader
-        self.problems = problems
-        self.base_dir = base_dir
-        self.environ = environ
-
-    def problem(self, path: str, where: Node | int | None, message: str) -> None:
-        """Record a problem at a node's line (or a given line)."""
-        item = Problem(path, _line(where) if isinstance(where, Node) else where, message)
-        if item not in self.problems:  # an aliased node is checked once per use
-            self.problems.append(item)
-
-    def mapping(self, node: Node | None, path: str, allowed: Collection[str] | None) -> _Map:
-        """Check a mapping: string keys, no duplicates, only `allowed` keys (if given)."""
-        if node is None or not isinstance(node, MappingNode):
-            if node is not None and not _is_null(node):
-                self.problem(path, node, f"expected a mapping, got {_describe(node)}")
-            return _Map(path, 0, {})
-        entries: dict[str, tuple[Node, Node]] = {}
-        merged: dict[str, tuple[Node, Node]] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, ScalarNode) else None
-            if key_node.tag == _MERGE_TAG:  # YAML merge key `<<: *anchor`
-                sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
-                for source in sources:
-                    merged.update(self.mapping(source, path, allowed).entries)
-            elif key_node.tag != _TAG + "str" or not key:
-                self.problem(
-                    path, key_node, f"keys must be non-empty strings, got {_describe(key_node)}"
-                )
-            elif key in entries:
-                self.problem(
-                    _join(path, key),
-                    key_node,
-                    f"duplicate key '{key}' (first given on line {_line(entries[key][0])})",
-                )
-            elif allowed is not None and key not in allowed:
-                self.problem(
-                    _join(path, key), key_node, f"unknown key '{key}'{_suggest(key, allowed)}"
-                )
-            else:
-                entries[key] = (key_node, value_node)
-        return _Map(path, _line(node), {**merged, **entries})
-
-    def section(
-        self, parent: _Map, key: str, allowed: Collection[str] | None, *, required: bool = False
-    ) -> _Map:
-        """Return the sub-mapping `key` of `parent`; absent or empty gives an empty _Map."""
-        node = self.required(parent, key) if required else parent.node(key)
-        return self.mapping(node, parent.at(key), allowed)
-
-    def required(self, m: _Map, key: str) -> Node | None:
-        """Return the value node of a required key, reporting it when missing or empty."""
-        node = m.node(key)
-        if node is None and m.line:  # line 0: the parent already reported the mapping
-            entry = m.entries.get(key)
-            if entry is None:
-                self.problem(m.at(key), m.line, f"missing required key '{key}'")
-            else:
-                self.problem(m.at(key), entry[0], "a value is required")
-        return node
-
-    def scalar(self, node: Node, path: str) -> Any:
-        """Construct the Python value of a scalar node (str, int, float, bool, ...)."""
-        try:
-            return self.loader.construct_object(node)
-        except yaml.MarkedYAMLError as exc:
-            self.problem(path, node, f"cannot read the value: {exc.problem}")
-        except (ValueError, TypeError):
-            self.problem(path, node, f"cannot read the value {_describe(node)}")
-        return None
-
-    def typed(self, m: _Map, key: str, tags: tuple[str, ...], expected: str) -> Node | None:
-        """Return the scalar node of `key` if its YAML type is one of `tags`, else report."""
-        node = m.node(key)
-        if node is not None and (
-            not isinstance(node, ScalarNode) or node.tag.removeprefix(_TAG) not in tags
-        ):
-            self.problem(m.at(key), node, f"expected {expected}, got {_describe(node)}")
-            return None
-        return node
-
-    def text(
-        self,
-        m: _Map,
-        key: str,
-        default: str | None,
-        *,
-        required: bool = False,
-        min_len: int = 0,
-        max_len: int | None = None,
-    ) -> str | None:
-        """Read a string; numbers and dates are taken as written, booleans must be quoted."""
-        node = self.required(m, key) if required else m.node(key)
-        if node is None or not isinstance(node, ScalarNode) or node.tag == _TAG + "bool":
-            if node is not None:  # a boolean is probably text that YAML 1.1 read as one
-                hint = (
-                    "; put it in quotes if you meant the text" if node.tag.endswith("bool") else ""
-                )
-                self.problem(m.at(key), node, f"expected a string, got {_describe(node)}{hint}")
-            return default
-        value = str(node.value)
-        if len(value) < min_len:
-            self.problem(m.at(key), node, "must not be empty")
-        elif max_len is not None and len(value) > max_len:
-            self.problem(
-                m.at(key), node, f"must be at most {max_len} characters long, got {len(value)}"
-            )
-        return value
-
-    def number(
-        self,
-        m: _Map,
-        key: str,
-        default: float,
-        *,
-        gt: float | None = None,
-        ge: float | None = None,
-        le: float | None = None,
-    ) -> float:
-        """Read a finite number (int or float, not bool) within the given bounds."""
-        node = self.typed(m, key, ("int", "float"), "a number")
-        value = default if node is None else self.scalar(node, m.at(key))
-        if not isinstance(value, int | float):  # scalar() reported why
-            return default
-        if node is not None and not math.isfinite(value):
-            self.problem(m.at(key), node, f"expected a finite number, got {_describe(node)}")
-            return default
-        limits = [
-            (gt is None or value > gt, f"greater than {gt:g}" if gt is not None else ""),
-            (ge is None or value >= ge, f"at least {ge:g}" if ge is not None else ""),
-            (le is None or value <= le, f"at most {le:g}" if le is not None else ""),
-        ]
-        if not all(ok for ok, _ in limits):
-            wanted = " and ".join(words for _, words in limits if words)
-            self.problem(m.at(key), node, f"must be {wanted}, got {value:g}")
-            return default
-        return float(value)
-
-    def integer(self, m: _Map, key: str, default: int, *, choices: Collection[int]) -> int:
-        """Read an integer that must be one of `choices`."""
-        node = self.typed(m, key, ("int",), "an integer")
-        value = default if node is None else self.scalar(node, m.at(key))
-        if value is None:  # scalar() reported why
-            return default
-        if value not in choices:
-            listed = " or ".join(str(c) for c in choices)
-            self.problem(m.at(key), node, f"must be {listed}, got {value}")
-            return default
-        return int(value)
-
-    def boolean(self, m: _Map, key: str, default: bool) -> bool:
-        """Read a YAML boolean (true/false)."""
-        node = self.typed(m, key, ("bool",), "true or false")
-        return default if node is None else bool(self.scalar(node, m.at(key)))
-
-    def choice(self, m: _Map, key: str, default: str, choices: Collection[str]) -> str:
-        """Read a string that must be one of `choices` (exact spelling)."""
-        value = self.text(m, key, default) or default
-        if value not in choices:
-            self.problem(
-                m.at(key),
-                m.node(key),
-                f"must be one of {', '.join(choices)}, got '{value}'{_suggest(value, choices)}",
-            )
-            return default
-        return value
-
-    def path(self, m: _Map, key: str) -> Path | None:
-        """Read a file path; a relative path resolves against the config file's directory."""
-        value = self.text(m, key, None, min_len=1)
-        return self.base_dir / value if value else None  # an absolute value wins
-
-    def plain(self, node: Node, path: str) -> Any:
-        """Convert a node to read-only plain data: MappingProxyType, tuple, scalars."""
-        if isinstance(node, SequenceNode):
-            return tuple(self.plain(item, f"{path}[{i}]") for i, item in enumerate(node.value))
-        if isinstance(node, MappingNode):
-            entries = self.mapping(node, path, None).entries.items()
-            return MappingProxyType({k: self.plain(v, _join(path, k)) for k, (_, v) in entries})
-        return self.scalar(node, path)
-
-
-def _read_config(r: _Reader, root: Node) -> Config | None:
+def _read_config(r: NodeReader, root: Node) -> Config | None:
     top = r.mapping(
         root, "", ("station", "csms", "evses", "store", "simulator", "logging", "settings")
     )
@@ -564,18 +319,19 @@ def _read_config(r: _Reader, root: Node) -> Config | None:
         return None
     station = _read_station(r, top)
     store = r.section(top, "store", ("path",))
+    csms = _read_csms(r, top, station.id)
     return Config(
         station=station,
-        csms=_read_csms(r, top, station.id),
+        csms=csms,
         evses=_read_evses(r, top),
         store=StoreConfig(r.path(store, "path") or r.base_dir / StoreConfig().path),
         simulator=_read_simulator(r, top),
         logging=_read_logging(r, top),
-        settings=_read_settings(r, top),
+        settings=_read_settings(r, top, csms.ocpp_version),
     )
 
 
-def _read_station(r: _Reader, top: _Map) -> StationConfig:
+def _read_station(r: NodeReader, top: NodeMap) -> StationConfig:
     # Lengths: OCPP 1.6 BootNotification.req (CiString20/25/50) and the OCPP 1.6 security
     # whitepaper's 48-character limit on the charge point identity.
     m = r.section(
@@ -600,7 +356,7 @@ def _read_station(r: _Reader, top: _Map) -> StationConfig:
     )
 
 
-def _read_csms(r: _Reader, top: _Map, station_id: str) -> CsmsConfig:
+def _read_csms(r: NodeReader, top: NodeMap, station_id: str) -> CsmsConfig:
     m = r.section(
         top,
         "csms",
@@ -650,7 +406,7 @@ def _read_csms(r: _Reader, top: _Map, station_id: str) -> CsmsConfig:
     )
 
 
-def _check_url(r: _Reader, url: str, node: Node) -> None:
+def _check_url(r: NodeReader, url: str, node: Node) -> None:
     if not url.startswith(("ws://", "wss://")):
         scheme = url.split("://", 1)[0] + "://" if "://" in url else url[:8] + "..."
         r.problem("csms.url", node, f"must start with ws:// or wss://, got '{scheme}'")
@@ -673,7 +429,7 @@ def _check_url(r: _Reader, url: str, node: Node) -> None:
         )
 
 
-def _read_basic_auth(r: _Reader, csms: _Map, station_id: str) -> BasicAuthConfig | None:
+def _read_basic_auth(r: NodeReader, csms: NodeMap, station_id: str) -> BasicAuthConfig | None:
     m = r.section(csms, "basic_auth", ("username", "password_file", "password_env", "password"))
     if not m.line:
         return None
@@ -700,7 +456,7 @@ def _read_basic_auth(r: _Reader, csms: _Map, station_id: str) -> BasicAuthConfig
     return None if password is None else BasicAuthConfig(username, Secret(password))
 
 
-def _read_password_file(r: _Reader, m: _Map) -> str | None:
+def _read_password_file(r: NodeReader, m: NodeMap) -> str | None:
     where = r.required(m, "password_file")
     file = r.path(m, "password_file")
     if where is None or file is None:
@@ -719,7 +475,7 @@ def _read_password_file(r: _Reader, m: _Map) -> str | None:
     return password or None
 
 
-def _read_password_env(r: _Reader, m: _Map) -> str | None:
+def _read_password_env(r: NodeReader, m: NodeMap) -> str | None:
     where = r.required(m, "password_env")
     name = r.text(m, "password_env", None)
     if where is None or name is None:
@@ -734,34 +490,34 @@ def _read_password_env(r: _Reader, m: _Map) -> str | None:
     return password or None
 
 
-def _read_evses(r: _Reader, top: _Map) -> tuple[EvseConfig, ...]:
+def _read_evses(r: NodeReader, top: NodeMap) -> tuple[EvseConfig, ...]:
     node = r.required(top, "evses")
     if node is None:
         return ()
     if not isinstance(node, SequenceNode) or not node.value:
-        got = "an empty list" if isinstance(node, SequenceNode) else _describe(node)
+        got = "an empty list" if isinstance(node, SequenceNode) else describe(node)
         r.problem("evses", node, f"expected a list of at least one EVSE, got {got}")
         return ()
     return tuple(_read_evse(r, item, f"evses[{i}]", i + 1) for i, item in enumerate(node.value))
 
 
-def _check_position_id(r: _Reader, m: _Map, expected: int, what: str) -> None:
+def _check_position_id(r: NodeReader, m: NodeMap, expected: int, what: str) -> None:
     # OCPP numbers EVSEs 1..N and connectors 1..M within an EVSE, with no gaps.
     node = m.node("id")
     if node is not None and not (
         isinstance(node, ScalarNode)
-        and node.tag == _TAG + "int"
+        and node.tag == TAG + "int"
         and r.scalar(node, m.at("id")) == expected
     ):
         r.problem(
             m.at("id"),
             node,
             f"{what} ids must be 1, 2, ... in list order: expected "
-            f"{expected}, got {_describe(node)}",
+            f"{expected}, got {describe(node)}",
         )
 
 
-def _read_evse(r: _Reader, node: Node, path: str, evse_id: int) -> EvseConfig:
+def _read_evse(r: NodeReader, node: Node, path: str, evse_id: int) -> EvseConfig:
     m = r.mapping(node, path, ("id", "connectors", "board", "meter", "lock", "reader"))
     _check_position_id(r, m, evse_id, "EVSE")
     connectors: tuple[ConnectorConfig, ...] = (ConnectorConfig(1),)
@@ -772,7 +528,7 @@ def _read_evse(r: _Reader, node: Node, path: str, evse_id: int) -> EvseConfig:
             for i, item in enumerate(items.value)
         )
     elif items is not None:
-        got = "an empty list" if isinstance(items, SequenceNode) else _describe(items)
+        got = "an empty list" if isinstance(items, SequenceNode) else describe(items)
         r.problem(
             m.at("connectors"), items, f"expected a list of at least one connector, got {got}"
         )
@@ -786,7 +542,7 @@ def _read_evse(r: _Reader, node: Node, path: str, evse_id: int) -> EvseConfig:
     )
 
 
-def _read_connector(r: _Reader, node: Node, path: str, connector_id: int) -> ConnectorConfig:
+def _read_connector(r: NodeReader, node: Node, path: str, connector_id: int) -> ConnectorConfig:
     m = r.mapping(node, path, ("id", "type", "max_current_a", "phases"))
     _check_position_id(r, m, connector_id, "connector")
     return ConnectorConfig(
@@ -797,7 +553,7 @@ def _read_connector(r: _Reader, node: Node, path: str, connector_id: int) -> Con
     )
 
 
-def _read_driver(r: _Reader, evse: _Map, key: str) -> DriverConfig | None:
+def _read_driver(r: NodeReader, evse: NodeMap, key: str) -> DriverConfig | None:
     """Read `{driver: name, ...options}`; None when the key is absent or empty."""
     m = r.section(evse, key, None)
     if not m.line:
@@ -807,7 +563,7 @@ def _read_driver(r: _Reader, evse: _Map, key: str) -> DriverConfig | None:
     return DriverConfig(name, MappingProxyType(options))
 
 
-def _read_simulator(r: _Reader, top: _Map) -> SimulatorConfig:
+def _read_simulator(r: NodeReader, top: NodeMap) -> SimulatorConfig:
     m = r.section(top, "simulator", ("time_scale", "ev", "auto_plug"))
     ev = r.section(
         m, "ev", ("battery_wh", "soc_percent", "max_current_a", "phases", "target_soc_percent")
@@ -825,7 +581,7 @@ def _read_simulator(r: _Reader, top: _Map) -> SimulatorConfig:
     )
 
 
-def _read_logging(r: _Reader, top: _Map) -> LoggingConfig:
+def _read_logging(r: NodeReader, top: NodeMap) -> LoggingConfig:
     m = r.section(top, "logging", ("level", "mask_id_tokens", "message_log"))
     return LoggingConfig(
         level=r.choice(m, "level", "INFO", LOG_LEVELS),
@@ -834,7 +590,7 @@ def _read_logging(r: _Reader, top: _Map) -> LoggingConfig:
     )
 
 
-def _read_settings(r: _Reader, top: _Map) -> Mapping[str, str]:
+def _read_settings(r: NodeReader, top: NodeMap, ocpp_version: str) -> Mapping[str, str]:
     # Keys and values as OCPP 1.6 ChangeConfiguration.req carries them (CiString50/500).
     m = r.section(top, "settings", None)
     settings: dict[str, str] = {}
@@ -842,8 +598,8 @@ def _read_settings(r: _Reader, top: _Map) -> Mapping[str, str]:
         path = m.at(key)
         if len(key) > 50:
             r.problem(path, key_node, f"setting names are at most 50 characters, got {len(key)}")
-        if not isinstance(node, ScalarNode) or _is_null(node):
-            r.problem(path, node, f"expected a string, number or boolean, got {_describe(node)}")
+        if not isinstance(node, ScalarNode) or is_null(node):
+            r.problem(path, node, f"expected a string, number or boolean, got {describe(node)}")
             continue
         value = r.scalar(node, path)
         if isinstance(value, bool):
@@ -854,5 +610,7 @@ def _read_settings(r: _Reader, top: _Map) -> Mapping[str, str]:
             text = str(node.value)
         if len(text) > 500:
             r.problem(path, node, f"setting values are at most 500 characters, got {len(text)}")
+        elif (problem := setting_problem(ocpp_version, key, text)) is not None:
+            r.problem(path, node, problem)
         settings[key] = text
     return MappingProxyType(settings)

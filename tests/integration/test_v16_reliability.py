@@ -253,14 +253,17 @@ async def test_kill_9_mid_transaction_then_restart_closes_it_with_power_loss(
     assert process.returncode == 0
 
 
-async def test_sigterm_mid_transaction_stops_it_with_reboot_and_exits_cleanly(tmp_path: Path) -> None:
+async def test_sigterm_mid_transaction_stops_it_with_reboot_and_exits_cleanly(
+    tmp_path: Path,
+) -> None:
     config = tmp_path / "agent.yaml"
     async with Csms(CsmsBehaviour()) as csms:
         _write_config(config, csms.url, tmp_path / "agent.db")
         process = await _spawn(config)
         try:
-            await csms.wait_for("StatusNotification", where=lambda p: p["status"] == "Preparing",
-                                timeout_s=20)
+            await csms.wait_for(
+                "StatusNotification", where=lambda p: p["status"] == "Preparing", timeout_s=20
+            )
             await csms.call(CP_ID, "RemoteStartTransaction", {"connectorId": 1, "idTag": "TERM"})
             await csms.wait_for("StartTransaction")
             process.send_signal(signal.SIGTERM)

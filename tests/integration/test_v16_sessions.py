@@ -252,8 +252,11 @@ async def test_clock_aligned_meter_values_outside_and_inside_a_transaction(
     csms: Csms, station: RunningStation
 ) -> None:
     await csms.call(CP_ID, "ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "0"})
-    await csms.call(CP_ID, "ChangeConfiguration",
-                    {"key": "StopTxnAlignedData", "value": "Energy.Active.Import.Register"})
+    await csms.call(
+        CP_ID,
+        "ChangeConfiguration",
+        {"key": "StopTxnAlignedData", "value": "Energy.Active.Import.Register"},
+    )
     await csms.call(CP_ID, "ChangeConfiguration", {"key": "ClockAlignedDataInterval", "value": "1"})
     idle = await csms.wait_for("MeterValues")
     assert "transactionId" not in idle

@@ -152,22 +152,43 @@ def test_empty_sections_mean_defaults() -> None:
 
 
 @pytest.mark.parametrize(
-    ("yaml_value", "expected"),
+    ("key", "yaml_value", "expected"),
     [
-        ("60", "60"),
-        ("true", "true"),
-        ("false", "false"),
-        ("yes", "true"),
-        ("1.5", "1.5"),
-        ('"0010"', "0010"),
-        ("Energy.Active.Import.Register", "Energy.Active.Import.Register"),
-        ("0x10", "16"),
-        ("''", ""),
+        ("HeartbeatInterval", "60", "60"),
+        ("LocalPreAuthorize", "true", "true"),
+        ("LocalPreAuthorize", "false", "false"),
+        ("LocalPreAuthorize", "yes", "true"),
+        ("ConnectorPhaseRotation", "1.5", "1.5"),
+        ("HeartbeatInterval", '"0010"', "0010"),
+        (
+            "MeterValuesSampledData",
+            "Energy.Active.Import.Register",
+            "Energy.Active.Import.Register",
+        ),
+        ("HeartbeatInterval", "0x10", "16"),
+        ("StopTxnSampledData", "''", ""),
     ],
 )
-def test_settings_values_become_ocpp_strings(yaml_value: str, expected: str) -> None:
-    config = parse_config(MINIMAL + f"settings:\n  Key: {yaml_value}\n")
-    assert config.settings == {"Key": expected}
+def test_settings_values_become_ocpp_strings(key: str, yaml_value: str, expected: str) -> None:
+    config = parse_config(MINIMAL + f"settings:\n  {key}: {yaml_value}\n")
+    assert config.settings == {key: expected}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("NoSuchKey: 1", "not an OCPP 1.6 configuration key"),
+        ("NumberOfConnectors: 4", "read-only"),
+        ("HeartbeatInterval: soon", "invalid value 'soon'"),
+        ("MeterValuesSampledData: Bogus.Measurand", "invalid value"),
+    ],
+)
+def test_settings_are_checked_against_the_ocpp_keys(line: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config(MINIMAL + f"settings:\n  {line}\n")
+    (problem,) = error.value.problems
+    assert problem.path == f"settings.{line.split(':')[0]}"
+    assert message in problem.message
 
 
 def test_numbers_accept_ints_and_strings_accept_numbers_as_written() -> None:
