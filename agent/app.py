@@ -51,6 +51,7 @@ class Outcome(StrEnum):
     STOPPED = "stopped"
     SOFT_RESET = "soft_reset"
     HARD_RESET = "hard_reset"
+    POWER_CUT = "power_cut"  # simulated: everything stops at once, nothing graceful
 
 
 class DriverUnavailable(Exception):  # noqa: N818 - reads as a message
@@ -217,8 +218,15 @@ class Agent:
         return ssl.create_default_context(cafile=cafile)
 
     def _on_reset(self, hard: bool) -> None:
+        self._end(Outcome.HARD_RESET if hard else Outcome.SOFT_RESET)
+
+    def power_cut(self) -> None:
+        """Simulate a power cut: stop at once, transactions left open in the journal."""
+        self._end(Outcome.POWER_CUT)
+
+    def _end(self, outcome: Outcome) -> None:
         if self._outcome is not None and not self._outcome.done():
-            self._outcome.set_result(Outcome.HARD_RESET if hard else Outcome.SOFT_RESET)
+            self._outcome.set_result(outcome)
 
     @property
     def connection_state(self) -> ConnectionState:
@@ -302,6 +310,57 @@ class Agent:
         self.store.close()
 
 
+class AgentRunner:
+    """Runs one agent after another over the same store: after a Reset, and around a
+    simulated power cut (the agent stays down until `power_restore()`)."""
+
+    def __init__(self, config: Config, *, on_agent: Callable[[Agent], None] | None = None) -> None:
+        self.config = config
+        self.agent: Agent | None = None
+        self.powered = True
+        self._on_agent = on_agent
+        self._restore = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until `stop` is set."""
+        stop = stop or asyncio.Event()
+        while True:
+            agent = Agent(self.config)
+            self.agent = agent
+            if self._on_agent is not None:
+                self._on_agent(agent)
+            outcome = await agent.run(stop)
+            if outcome == Outcome.STOPPED:
+                return
+            if outcome == Outcome.POWER_CUT:
+                self.powered = False
+                log.warning("simulated power cut: the agent is down until power returns")
+                self._restore.clear()
+                restored = asyncio.ensure_future(self._restore.wait())
+                stopped = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({restored, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                restored.cancel()
+                stopped.cancel()
+                if stop.is_set():
+                    return
+                self.powered = True
+            log.info("restarting after %s", outcome)
+
+    def power_cut(self) -> bool:
+        """Cut the (simulated) power now; False if it is already off."""
+        if not self.powered or self.agent is None:
+            return False
+        self.agent.power_cut()
+        return True
+
+    def power_restore(self) -> bool:
+        """Power comes back: a new agent starts over the same store; False if it was on."""
+        if self.powered:
+            return False
+        self._restore.set()
+        return True
+
+
 async def run_agent(
     config: Config,
     *,
@@ -309,11 +368,4 @@ async def run_agent(
     on_agent: Callable[[Agent], None] | None = None,
 ) -> None:
     """Run the agent until `stop`, restarting it in-process after each Reset."""
-    while True:
-        agent = Agent(config)
-        if on_agent is not None:
-            on_agent(agent)
-        outcome = await agent.run(stop)
-        if outcome == Outcome.STOPPED:
-            return
-        log.info("restarting after %s", outcome)
+    await AgentRunner(config, on_agent=on_agent).run(stop)

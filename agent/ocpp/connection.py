@@ -36,6 +36,7 @@ class ConnectionState(StrEnum):
     DISCONNECTED = "disconnected"
     CONNECTING = "connecting"
     CONNECTED = "connected"
+    HELD_OFFLINE = "held_offline"  # told to stay offline (simulated network loss)
     STOPPED = "stopped"
 
 
@@ -86,6 +87,9 @@ class ConnectionSupervisor:
         self._ws: ClientConnection | None = None
         self.state = ConnectionState.DISCONNECTED
         self.connections = 0
+        self._held = False
+        self._hold_deadline: float | None = None
+        self._release = asyncio.Event()
 
     def _set_state(self, state: ConnectionState) -> None:
         if state != self.state:
@@ -99,6 +103,9 @@ class ConnectionSupervisor:
         failures = 0
         try:
             while True:
+                if self._held:
+                    await self._wait_while_held()
+                    failures = 0
                 self._set_state(ConnectionState.CONNECTING)
                 try:
                     ws = await self._connect()
@@ -114,6 +121,8 @@ class ConnectionSupervisor:
                 self._set_state(ConnectionState.CONNECTED)
                 await self._run_connection(ws)
                 self._set_state(ConnectionState.DISCONNECTED)
+                if self._held:
+                    continue
                 failures += 1
                 await asyncio.sleep(self._backoff.delay_s(failures))
         finally:
@@ -166,3 +175,33 @@ class ConnectionSupervisor:
         """Close the current connection now (the supervisor reconnects after backoff)."""
         if self._ws is not None:
             await self._ws.close()
+
+    async def hold_offline(self, seconds: float | None) -> None:
+        """Drop the connection and refuse to reconnect for `seconds` (None: until release)."""
+        loop = asyncio.get_running_loop()
+        self._held = True
+        self._hold_deadline = None if seconds is None else loop.time() + seconds
+        self._release.clear()
+        self._set_state(ConnectionState.HELD_OFFLINE)
+        await self.drop()
+
+    def release(self) -> None:
+        """End a hold: reconnect now."""
+        self._held = False
+        self._release.set()
+
+    @property
+    def held_offline(self) -> bool:
+        """Whether the supervisor is told to stay offline."""
+        return self._held
+
+    async def _wait_while_held(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._set_state(ConnectionState.HELD_OFFLINE)
+        while self._held:
+            deadline = self._hold_deadline
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            try:
+                await asyncio.wait_for(self._release.wait(), timeout)
+            except TimeoutError:
+                self._held = False
