@@ -31,7 +31,10 @@ from agent.ocpp.connection import Backoff, ConnectionState, ConnectionSupervisor
 from agent.ocpp.rpc import Frame
 from agent.ocpp.v16.adapter import Ocpp16Adapter
 from agent.store import Store
+from drivers import registry
 from drivers.interfaces import BoardSupport, ConnectorLock, PowerMeter, TokenReader
+from drivers.registry import DriverContext, DriverOptionError
+from drivers.registry import DriverUnavailable as DriverUnavailable
 from drivers.types import BoardCapabilities, TokenRead
 
 log = logging.getLogger(__name__)
@@ -52,10 +55,6 @@ class Outcome(StrEnum):
     SOFT_RESET = "soft_reset"
     HARD_RESET = "hard_reset"
     POWER_CUT = "power_cut"  # simulated: everything stops at once, nothing graceful
-
-
-class DriverUnavailable(Exception):  # noqa: N818 - reads as a message
-    """A config names a driver this installation does not have."""
 
 
 @dataclass
@@ -87,18 +86,54 @@ class MessageLog:
             listener(frame)
 
 
-def build_hardware(config: Config, evse: EvseConfig, store_dir: Path) -> EvseHardware:
-    """Instantiate the drivers an EVSE's config names (only `sim` exists so far)."""
-    for role, driver in (
-        ("board", evse.board),
-        ("meter", evse.meter),
-        ("lock", evse.lock),
-        ("reader", evse.reader),
-    ):
+def build_hardware(
+    config: Config, evse: EvseConfig, store_dir: Path, shared: dict[Any, Any]
+) -> EvseHardware:
+    """Instantiate the drivers an EVSE's config names.
+
+    `sim` boards come with a simulated plant that the meter and lock share; any other
+    driver comes from the registry (drivers/registry.py). Raises DriverUnavailable for a
+    driver that is not installed, with the option at fault named.
+    """
+    if evse.board.driver == "sim":
+        return _simulated_hardware(config, evse, store_dir)
+    context = DriverContext(
+        evse_id=evse.id,
+        max_current_a=max(c.max_current_a for c in evse.connectors),
+        phases=max(c.phases for c in evse.connectors),
+        shared=shared,
+    )
+
+    def make(role: str, driver: DriverConfig | None) -> Any:
+        if driver is None:
+            return None
+        where = f"evses[{evse.id - 1}].{role}"
+        if driver.driver == "sim":
+            if role == "reader":
+                from simulator.drivers import SimTokenReader
+
+                return SimTokenReader()
+            raise DriverUnavailable(f"{where}.driver: 'sim' needs a 'sim' board")
+        try:
+            return registry.factory(role, driver.driver)(driver.options, context)
+        except DriverOptionError as exc:
+            raise DriverUnavailable(f"{where}.{exc.key}: {exc.message}") from exc
+        except DriverUnavailable as exc:
+            raise DriverUnavailable(f"{where}.driver: {exc}") from exc
+
+    return EvseHardware(
+        board=make("board", evse.board),
+        meter=make("meter", evse.meter),
+        lock=make("lock", evse.lock),
+        reader=make("reader", evse.reader),
+    )
+
+
+def _simulated_hardware(config: Config, evse: EvseConfig, store_dir: Path) -> EvseHardware:
+    for role, driver in (("meter", evse.meter), ("lock", evse.lock)):
         if driver is not None and driver.driver != "sim":
             raise DriverUnavailable(
-                f"evses[{evse.id - 1}].{role}.driver: '{driver.driver}' is not available in this "
-                "installation (available: sim)"
+                f"evses[{evse.id - 1}].{role}.driver: a 'sim' board needs a 'sim' {role}"
             )
     from simulator.drivers import SimBoardSupport, SimConnectorLock, SimPowerMeter, SimTokenReader
     from simulator.plant import Plant
@@ -112,14 +147,10 @@ def build_hardware(config: Config, evse: EvseConfig, store_dir: Path) -> EvseHar
     return EvseHardware(
         board=SimBoardSupport(plant, capabilities),
         meter=SimPowerMeter(plant),
-        lock=SimConnectorLock(plant) if _named(evse.lock) else None,
-        reader=SimTokenReader() if _named(evse.reader) else None,
+        lock=SimConnectorLock(plant) if evse.lock is not None else None,
+        reader=SimTokenReader() if evse.reader is not None else None,
         plant=plant,
     )
-
-
-def _named(driver: DriverConfig | None) -> bool:
-    return driver is not None
 
 
 class Agent:
@@ -128,16 +159,20 @@ class Agent:
     def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or SystemClock()
+        # Drivers first: a driver that is missing or misconfigured stops us before the
+        # store is created or anything is started.
+        store_dir = Path(config.store.path).parent
+        shared: dict[Any, Any] = {}
+        self.hardware: dict[int, EvseHardware] = {
+            evse.id: build_hardware(config, evse, store_dir, shared) for evse in config.evses
+        }
         self.store = Store(config.store.path)
         self.messages = MessageLog(
             log_frames=config.logging.message_log, mask=config.logging.mask_id_tokens
         )
-        self.hardware: dict[int, EvseHardware] = {}
         self.station = Station(clock=self.clock, journal=self.store, settings=self.store)
-        store_dir = Path(config.store.path).parent
         for evse_config in config.evses:
-            hardware = build_hardware(config, evse_config, store_dir)
-            self.hardware[evse_config.id] = hardware
+            hardware = self.hardware[evse_config.id]
             connectors = tuple(
                 ConnectorSpec(c.id, c.type, c.max_current_a, c.phases)
                 for c in evse_config.connectors
