@@ -1,7 +1,8 @@
 """Harnesses for the driver contract suites: one factory per implementation.
 
 Each contract suite runs over every implementation of its Protocol. An implementation
-joins by appending a harness factory to the list below (BOARD_HARNESSES, ...): the
+joins with a module tests/contract/harness_<driver>.py whose lists (BOARD_HARNESSES, ...)
+are appended to the ones below at import: the
 harness owns the driver and the far end it talks to (for the simulator a Plant and a car;
 for a serial board a pty pair and a scripted MCU), and lets the suite act on that far end
 ("connect an EV", "jam the lock") and observe the hardware ("is the contactor closed?").
@@ -13,7 +14,9 @@ sleeping, so drivers that deliver events a loop iteration later pass the same su
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 import pytest
@@ -235,6 +238,24 @@ BOARD_HARNESSES: list[Callable[[], Awaitable[BoardHarness]]] = [
 METER_HARNESSES: list[Callable[[], Awaitable[MeterHarness]]] = [sim_meter]
 LOCK_HARNESSES: list[Callable[[], Awaitable[LockHarness]]] = [sim_lock]
 READER_HARNESSES: list[Callable[[], Awaitable[ReaderHarness]]] = [sim_reader]
+
+
+def _discover_harnesses() -> None:
+    """Append the harnesses of every tests/contract/harness_*.py module.
+
+    A real driver's harness module defines any of BOARD_HARNESSES, METER_HARNESSES,
+    LOCK_HARNESSES, READER_HARNESSES (lists of async factories); they join the suites
+    here, so adding a driver never edits this file.
+    """
+    for path in sorted(Path(__file__).parent.glob("harness_*.py")):
+        module = importlib.import_module(f"tests.contract.{path.stem}")
+        BOARD_HARNESSES.extend(getattr(module, "BOARD_HARNESSES", []))
+        METER_HARNESSES.extend(getattr(module, "METER_HARNESSES", []))
+        LOCK_HARNESSES.extend(getattr(module, "LOCK_HARNESSES", []))
+        READER_HARNESSES.extend(getattr(module, "READER_HARNESSES", []))
+
+
+_discover_harnesses()
 
 
 def _factory_id(factory: Callable[[], object]) -> str:
