@@ -71,13 +71,21 @@ def _run(path: str) -> int:
         level=config.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from agent.app import DriverUnavailable, run_agent
+    from agent.systemd import SystemdNotifier, SystemdReporter
 
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await run_agent(config, stop=stop)
+        # READY=1, STATUS= and watchdog pings when systemd runs us (Type=notify); no-op otherwise.
+        async with SystemdReporter(SystemdNotifier.from_environment()) as systemd:
+
+            def on_signal() -> None:
+                systemd.stopping()
+                stop.set()
+
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, on_signal)
+            await run_agent(config, stop=stop, on_agent=systemd.on_agent)
 
     try:
         asyncio.run(run())
