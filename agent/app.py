@@ -10,6 +10,7 @@ charge point boots again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import ssl
@@ -39,6 +40,9 @@ from drivers.types import BoardCapabilities, TokenRead
 
 log = logging.getLogger(__name__)
 frames_log = logging.getLogger("cpagent.frames")
+
+#: How long a shutdown waits for the StopTransactions it caused to be delivered.
+GRACEFUL_DRAIN_S = 5.0
 
 _ID_FIELDS = re.compile(r'("(?:idTag|parentIdTag|idToken)"\s*:\s*")([^"]*)(")')
 
@@ -308,10 +312,11 @@ class Agent:
         if not self.station.transaction_running():
             return
         await self.station.stop_all(StopReason.REBOOT)
-        for _ in range(100):  # up to ~5 s for the StopTransactions to go out
-            if not self.store.pending_count() or not self.adapter.online:
-                break
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(TimeoutError):  # what is left goes out after the restart
+            await self.wait_until(
+                lambda: not self.store.pending_count() or not self.adapter.online,
+                timeout_s=GRACEFUL_DRAIN_S,
+            )
 
     def _default_ev(self) -> Any:
         from simulator.ev import EvParameters, SimEv

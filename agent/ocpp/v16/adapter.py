@@ -10,6 +10,7 @@ stays in this package; the core never learns which version it serves.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -93,6 +94,7 @@ class Ocpp16Adapter:
         self._tasks = TaskSet("ocpp16")
         #: Called after anything an observer may wait for: online state, outbox progress.
         self.on_change: list[Callable[[], None]] = []
+        self._settled = asyncio.Event()  # set at every online change and outbox delivery
         station.authorizer = self
         station.subscribe(self._on_station_event)
 
@@ -180,6 +182,7 @@ class Ocpp16Adapter:
             self._changed()
 
     def _changed(self) -> None:
+        self._settled.set()
         for callback in list(self.on_change):
             callback()
 
@@ -455,12 +458,13 @@ class Ocpp16Adapter:
         """Stop transactions (SoftReset / HardReset), then restart the agent (section 5.14)."""
         await self.station.stop_all(StopReason.HARD_RESET if hard else StopReason.SOFT_RESET)
         if not hard:
-            # A soft reset lets the StopTransactions go out before the connection closes.
-            deadline = asyncio.get_running_loop().time() + SOFT_RESET_DRAIN_S
-            while self.store.pending_count() and self.online:
-                if asyncio.get_running_loop().time() > deadline:
-                    break
-                await self.clock.sleep(0.05)
+            # A soft reset lets the StopTransactions go out before the connection closes;
+            # whatever is left is delivered after the restart.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SOFT_RESET_DRAIN_S):
+                    while self.store.pending_count() and self.online:
+                        self._settled.clear()
+                        await self._settled.wait()
         self._request_reset(hard)
 
     async def _on_change_availability(self, payload: dict[str, Any]) -> dict[str, Any]:
