@@ -275,3 +275,27 @@ async def test_sigterm_mid_transaction_stops_it_with_reboot_and_exits_cleanly(
                 await process.wait()
     assert stop["reason"] == "Reboot"
     assert process.returncode == 0
+
+
+async def test_offline_start_for_an_id_the_csms_rejects_is_stopped_deauthorized(
+    csms: Csms, station_factory: Any
+) -> None:
+    """StopTransactionOnInvalidId (OCPP 1.6 section 9.1): an offline-started transaction
+    whose StartTransaction.conf says Invalid is stopped with reason DeAuthorized."""
+    running: RunningStation = await station_factory(csms, settings={"AllowOfflineTxForUnknownId": True})
+    await csms.wait_for("StatusNotification", where=lambda p: p["connectorId"] == 1)
+    port = csms.port
+    await csms.stop()
+    agent = running.agent
+    await until(agent, lambda: not agent.adapter.online)
+    running.plug()
+    running.tap("STOLEN-CARD")
+    await until(agent, lambda: agent.hardware[1].plant.contactor_closed)
+
+    async with Csms(CsmsBehaviour(accepted_tags=set()), port=port) as back:
+        start = await back.wait_for("StartTransaction", timeout_s=15)
+        stop = await back.wait_for("StopTransaction")
+        await back.wait_for("StatusNotification", where=lambda p: p["status"] == "Finishing")
+    assert start["idTag"] == "STOLEN-CARD"
+    assert stop["reason"] == "DeAuthorized"
+    assert not agent.hardware[1].plant.contactor_closed
