@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__
 from agent.config import Config, DriverConfig, EvseConfig
@@ -37,6 +37,9 @@ from drivers.interfaces import BoardSupport, ConnectorLock, PowerMeter, TokenRea
 from drivers.registry import DriverContext, DriverOptionError
 from drivers.registry import DriverUnavailable as DriverUnavailable
 from drivers.types import BoardCapabilities, TokenRead
+
+if TYPE_CHECKING:
+    from agent.api import ApiServer
 
 log = logging.getLogger(__name__)
 frames_log = logging.getLogger("cpagent.frames")
@@ -357,23 +360,54 @@ class AgentRunner:
     def __init__(self, config: Config, *, on_agent: Callable[[Agent], None] | None = None) -> None:
         self.config = config
         self.agent: Agent | None = None
+        self.api: ApiServer | None = None  # the local API, when the config enables it
         self.powered = True
         self._on_agent = on_agent
         self._restore = asyncio.Event()
+        #: Called whenever `agent` or `powered` changes.
+        self.on_change: list[Callable[[], None]] = []
+        self._changed = asyncio.Event()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        for callback in list(self.on_change):
+            callback()
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+        """Return once `predicate()` holds, re-checked when the agent or the power changes.
+        Raises TimeoutError."""
+        async with asyncio.timeout(timeout_s):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Run until `stop` is set."""
+        """Run until `stop` is set (serving the local API, when enabled, throughout)."""
         stop = stop or asyncio.Event()
+        if self.config.api.enabled:
+            from agent.api import ApiServer  # aiohttp is imported only when the API is on
+
+            self.api = ApiServer(self, self.config.api)
+            await self.api.start()
+        try:
+            await self._run_agents(stop)
+        finally:
+            if self.api is not None:
+                await self.api.stop()
+
+    async def _run_agents(self, stop: asyncio.Event) -> None:
         while True:
             agent = Agent(self.config)
             self.agent = agent
             if self._on_agent is not None:
                 self._on_agent(agent)
+            self._notify()
             outcome = await agent.run(stop)
             if outcome == Outcome.STOPPED:
                 return
             if outcome == Outcome.POWER_CUT:
                 self.powered = False
+                self._notify()
                 log.warning("simulated power cut: the agent is down until power returns")
                 self._restore.clear()
                 restored = asyncio.ensure_future(self._restore.wait())
@@ -383,7 +417,7 @@ class AgentRunner:
                 stopped.cancel()
                 if stop.is_set():
                     return
-                self.powered = True
+                self.powered = True  # announced with the new agent, below
             log.info("restarting after %s", outcome)
 
     def power_cut(self) -> bool:

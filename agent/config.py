@@ -7,8 +7,9 @@ is parsed with PyYAML's composer so every value keeps its position; scalars are 
 converted one by one, never with a whole-document `yaml.safe_load`. This module holds the
 schema (which keys, which bounds); agent/config_yaml.py holds the generic node reader.
 
-Secrets (the CSMS basic-auth password) come only from a file or an environment variable
-that the YAML names; they are wrapped in `Secret` and never appear in a message or repr.
+Secrets (the CSMS basic-auth password, the local API token) come only from a file or an
+environment variable that the YAML names; they are wrapped in `Secret` and never appear
+in a message or repr.
 Relative paths resolve against the config file's directory.
 
 Must not: import anything from agent/core, agent/ocpp or drivers; validate driver options
@@ -58,6 +59,8 @@ CONNECTOR_TYPES: tuple[str, ...] = (
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
 SUPPORTED_OCPP_VERSIONS: tuple[str, ...] = ("1.6",)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Hosts that only this machine can reach; binding the API anywhere else needs a token.
+LOCAL_API_HOSTS: tuple[str, ...] = ("127.0.0.1", "::1", "localhost")
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +227,20 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """The local HTTP control API: off by default, loopback only unless a token guards it.
+
+    `port` 0 binds any free port; `token` (from token_file or token_env) is the bearer
+    token every request but the OpenAPI document must carry.
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: Secret | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole install configuration; `settings` are initial OCPP configuration values."""
 
@@ -234,6 +251,7 @@ class Config:
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     settings: Mapping[str, str] = field(default_factory=_empty_mapping)
+    api: ApiConfig = field(default_factory=ApiConfig)
     source: Path | None = None
 
 
@@ -313,7 +331,9 @@ def _yaml_problem(exc: yaml.YAMLError, text: str) -> Problem:
 
 def _read_config(r: NodeReader, root: Node) -> Config | None:
     top = r.mapping(
-        root, "", ("station", "csms", "evses", "store", "simulator", "logging", "settings")
+        root,
+        "",
+        ("station", "csms", "evses", "store", "simulator", "logging", "settings", "api"),
     )
     if not top.line:
         return None
@@ -328,6 +348,7 @@ def _read_config(r: NodeReader, root: Node) -> Config | None:
         simulator=_read_simulator(r, top),
         logging=_read_logging(r, top),
         settings=_read_settings(r, top, csms.ocpp_version),
+        api=_read_api(r, top),
     )
 
 
@@ -452,16 +473,21 @@ def _read_basic_auth(r: NodeReader, csms: NodeMap, station_id: str) -> BasicAuth
         if "password" not in m.entries or given:
             r.problem(m.path, m.line, "give exactly one of password_file and password_env")
         return None
-    password = _read_password_file(r, m) if given == ["password_file"] else _read_password_env(r, m)
+    password = _read_secret(r, m, given[0])
     return None if password is None else BasicAuthConfig(username, Secret(password))
 
 
-def _read_password_file(r: NodeReader, m: NodeMap) -> str | None:
-    where = r.required(m, "password_file")
-    file = r.path(m, "password_file")
+def _read_secret(r: NodeReader, m: NodeMap, key: str) -> str | None:
+    """Read the secret a `*_file` or `*_env` key names (stripped); None after a problem."""
+    return _read_secret_file(r, m, key) if key.endswith("_file") else _read_secret_env(r, m, key)
+
+
+def _read_secret_file(r: NodeReader, m: NodeMap, key: str) -> str | None:
+    where = r.required(m, key)
+    file = r.path(m, key)
     if where is None or file is None:
         return None
-    path = m.at("password_file")
+    path = m.at(key)
     try:
         password = file.read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -475,18 +501,18 @@ def _read_password_file(r: NodeReader, m: NodeMap) -> str | None:
     return password or None
 
 
-def _read_password_env(r: NodeReader, m: NodeMap) -> str | None:
-    where = r.required(m, "password_env")
-    name = r.text(m, "password_env", None)
+def _read_secret_env(r: NodeReader, m: NodeMap, key: str) -> str | None:
+    where = r.required(m, key)
+    name = r.text(m, key, None)
     if where is None or name is None:
         return None
     if not _ENV_NAME.fullmatch(name):
-        r.problem(m.at("password_env"), where, f"'{name}' is not an environment variable name")
+        r.problem(m.at(key), where, f"'{name}' is not an environment variable name")
         return None
     password = r.environ.get(name, "").strip()
     if not password:
         state = "is empty" if name in r.environ else "is not set"
-        r.problem(m.at("password_env"), where, f"environment variable '{name}' {state}")
+        r.problem(m.at(key), where, f"environment variable '{name}' {state}")
     return password or None
 
 
@@ -614,3 +640,40 @@ def _read_settings(r: NodeReader, top: NodeMap, ocpp_version: str) -> Mapping[st
             r.problem(path, node, problem)
         settings[key] = text
     return MappingProxyType(settings)
+
+
+def _read_api(r: NodeReader, top: NodeMap) -> ApiConfig:
+    m = r.section(top, "api", ("enabled", "host", "port", "token_file", "token_env", "token"))
+    host = r.text(m, "host", "127.0.0.1", min_len=1) or "127.0.0.1"
+    port = 8080
+    port_node = r.typed(m, "port", ("int",), "an integer")
+    if port_node is not None:
+        value = r.scalar(port_node, m.at("port"))
+        if isinstance(value, int) and 0 <= value <= 65535:
+            port = value
+        elif value is not None:
+            r.problem(
+                m.at("port"), port_node, f"must be within 0..65535 (0: any free port), got {value}"
+            )
+    if "token" in m.entries:  # reported without ever reading the value
+        r.problem(
+            m.at("token"),
+            m.entries["token"][0],
+            "an inline token is not allowed: put the token in a file or an environment "
+            "variable (token_file or token_env)",
+        )
+    given = [k for k in ("token_file", "token_env") if k in m.entries]
+    token = None
+    if len(given) > 1:
+        r.problem(m.path, m.line, "give at most one of token_file and token_env")
+    elif given:
+        value = _read_secret(r, m, given[0])
+        token = None if value is None else Secret(value)
+    elif host not in LOCAL_API_HOSTS and "token" not in m.entries:
+        r.problem(
+            m.at("host"),
+            m.node("host") or m.line,
+            f"an API reachable from the network needs a token (token_file or token_env); "
+            f"without one bind it to {', '.join(LOCAL_API_HOSTS)}",
+        )
+    return ApiConfig(enabled=r.boolean(m, "enabled", False), host=host, port=port, token=token)

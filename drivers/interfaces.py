@@ -22,7 +22,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from drivers.types import BoardCapabilities, BoardEvent, MeterSample, TokenRead
+from drivers.types import (
+    BoardCapabilities,
+    BoardEvent,
+    FaultEvent,
+    IsolationEvent,
+    MeterSample,
+    PowerModuleCapabilities,
+    PowerModuleReading,
+    TokenRead,
+)
 
 
 class DriverError(Exception):
@@ -31,6 +40,8 @@ class DriverError(Exception):
 
 BoardEventSink = Callable[[BoardEvent], None]
 TokenSink = Callable[[TokenRead], None]
+PowerModuleEventSink = Callable[[FaultEvent], None]
+IsolationEventSink = Callable[[IsolationEvent], None]
 
 
 @runtime_checkable
@@ -95,4 +106,71 @@ class TokenReader(Protocol):
 
     async def stop(self) -> None:
         """Stop reading."""
+        ...
+
+
+@runtime_checkable
+class PowerModule(Protocol):
+    """A DC power stage (one or more AC/DC modules acting as one output).
+
+    The module converts; it does not decide. Setpoints are absolute, so sending one twice
+    has the effect of once. A module that stops answering, or reports an internal fault,
+    is a FaultEvent to the sink (POWER_MODULE_FAULT, OVER_TEMPERATURE, ...); the caller
+    decides whether to switch it off and open the DC contactors.
+    """
+
+    @property
+    def capabilities(self) -> PowerModuleCapabilities:
+        """Static limits of this power stage."""
+        ...
+
+    async def start(self, sink: PowerModuleEventSink) -> None:
+        """Begin talking to the module and reporting faults to `sink`; the output stays off."""
+        ...
+
+    async def stop(self) -> None:
+        """Switch the output off, then stop reporting."""
+        ...
+
+    async def set_output(self, voltage_v: float, current_a: float) -> None:
+        """Set the voltage setpoint and current limit; raises DriverError beyond capabilities."""
+        ...
+
+    async def set_enabled(self, on: bool) -> None:
+        """Switch the DC output on or off."""
+        ...
+
+    async def read(self) -> PowerModuleReading:
+        """The latest measured output; raises DriverError when the module does not answer."""
+        ...
+
+
+@runtime_checkable
+class IsolationMonitor(Protocol):
+    """An insulation monitoring device (IEC 61557-8) on a DC output.
+
+    Readings (IsolationReading, resistance in ohms) go to the sink as the device reports
+    them. A resistance below the device's alarm threshold, a device failure or a silent
+    device is FaultEvent(ISOLATION_FAULT); it clears when the condition does.
+    """
+
+    @property
+    def alarm_threshold_ohm(self) -> float:
+        """The resistance below which the device raises its alarm."""
+        ...
+
+    async def start(self, sink: IsolationEventSink) -> None:
+        """Begin reporting to `sink`; does not start measuring."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop measuring, then stop reporting."""
+        ...
+
+    async def set_measuring(self, on: bool) -> None:
+        """Start or stop recurring insulation measurements (idempotent)."""
+        ...
+
+    async def start_self_test(self) -> None:
+        """Ask the device for a self-test; the verdict arrives as an IsolationSelfTest."""
         ...

@@ -47,6 +47,12 @@ class FaultCode(StrEnum):
     READER_FAILURE = "reader_failure"
     MCU_TIMEOUT = "mcu_timeout"
     INTERNAL_ERROR = "internal_error"
+    # DC power path, appended last so that the order of the codes above (the order
+    # primary_fault() reports by) is unchanged.
+    # Insulation below the IMD's alarm threshold, or the IMD cannot vouch for it (device
+    # failure, earth connection fault, a silent IMD).
+    ISOLATION_FAULT = "isolation_fault"
+    POWER_MODULE_FAULT = "power_module_fault"  # DC module internal fault or silent module
 
 
 class TokenType(StrEnum):
@@ -118,3 +124,53 @@ class BoardCapabilities:
     phases: int = 3
     has_contactor_feedback: bool = True
     can_switch_phases: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PowerModuleCapabilities:
+    """Static limits of a DC power stage (all of its modules together)."""
+
+    max_voltage_v: float
+    max_current_a: float
+    max_power_w: float
+    min_voltage_v: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PowerModuleReading:
+    """What a DC power stage measures at its output, and the state it reports.
+
+    `flags` are the module's own status and warning names (for example "walk_in_enable",
+    "fan_fault_alarm"), reported as seen; faults among them also arrive as FaultEvents.
+    """
+
+    voltage_v: float
+    current_a: float
+    output_on: bool
+    temperature_c: float | None = None
+    flags: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class IsolationReading:
+    """One insulation measurement of an IMD (IEC 61557-8) on the DC output.
+
+    `valid` is False when the device is not measuring, its value is outdated, or it
+    reports a device failure; `resistance_ohm` is then the last value it sent.
+    `warning` is the device's own pre-alarm (resistance below its warning threshold).
+    """
+
+    resistance_ohm: float
+    valid: bool
+    warning: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IsolationSelfTest:
+    """The verdict of an IMD self-test requested with `start_self_test()`."""
+
+    passed: bool
+    detail: str = ""
+
+
+IsolationEvent = IsolationReading | IsolationSelfTest | FaultEvent

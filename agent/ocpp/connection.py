@@ -116,6 +116,9 @@ class ConnectionSupervisor:
                     self._set_state(ConnectionState.DISCONNECTED)
                     await asyncio.sleep(delay)
                     continue
+                if self._held:  # told to go offline while the handshake was under way
+                    await ws.close()
+                    continue
                 failures = 0
                 self.connections += 1
                 self._set_state(ConnectionState.CONNECTED)

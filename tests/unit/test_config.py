@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import (
+    ApiConfig,
     BasicAuthConfig,
     Config,
     ConfigError,
@@ -685,3 +686,79 @@ def test_secret_is_never_in_the_error_message(text: str) -> None:
     assert caught.value.problems
     assert PASSWORD not in str(caught.value)
     assert PASSWORD not in repr(caught.value.problems)
+
+
+# --- the local API section ------------------------------------------------------------------
+
+
+def test_api_is_off_and_bound_to_loopback_by_default() -> None:
+    config = parse_config(MINIMAL)
+    assert config.api == ApiConfig(enabled=False, host="127.0.0.1", port=8080, token=None)
+    assert parse_config(MINIMAL + "api:\n").api == ApiConfig()
+
+
+def test_example_configs_enable_the_api_on_loopback_without_a_token(tmp_path: Path) -> None:
+    for name in ("sim-two-evse.yaml", "board-example.yaml"):
+        text = with_password_file((CONFIG_DIR / name).read_text(encoding="utf-8"), tmp_path)
+        config = parse_config(text, base_dir=CONFIG_DIR, environ={})
+        assert config.api == ApiConfig(enabled=True, host="127.0.0.1", port=8080), name
+
+
+def test_api_token_from_a_file_relative_to_the_config(tmp_path: Path) -> None:
+    (tmp_path / "api-token").write_text(f"  {PASSWORD}\n", encoding="utf-8")
+    text = MINIMAL + "api: {enabled: true, host: 0.0.0.0, port: 0, token_file: api-token}\n"
+    config = parse_config(text, base_dir=tmp_path)
+    assert config.api.enabled and (config.api.host, config.api.port) == ("0.0.0.0", 0)
+    assert config.api.token == Secret(PASSWORD)
+    assert PASSWORD not in repr(config)
+
+
+def test_api_token_from_an_environment_variable() -> None:
+    text = MINIMAL + "api: {host: '::', token_env: API_TOKEN}\n"
+    config = parse_config(text, environ={"API_TOKEN": PASSWORD})
+    assert config.api.token is not None and config.api.token.reveal() == PASSWORD
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
+def test_api_on_loopback_needs_no_token(host: str) -> None:
+    assert parse_config(MINIMAL + f"api: {{host: '{host}'}}\n").api.host == host
+
+
+API_BAD = [
+    (
+        "reachable from the network without a token",
+        "api: {enabled: true, host: 0.0.0.0}",
+        "api.host",
+        "an API reachable from the network needs a token",
+    ),
+    ("port too big", "api: {port: 65536}", "api.port", "must be within 0..65535"),
+    ("port negative", "api: {port: -1}", "api.port", "must be within 0..65535"),
+    ("port not a number", "api: {port: http}", "api.port", "expected an integer, got 'http'"),
+    ("enabled not a boolean", "api: {enabled: 1}", "api.enabled", "expected true or false"),
+    ("empty host", "api: {host: ''}", "api.host", "must not be empty"),
+    ("inline token", "api: {token: abc}", "api.token", "an inline token is not allowed"),
+    (
+        "two token sources",
+        "api: {token_env: A, token_file: /x}",
+        "api",
+        "give at most one of token_file and token_env",
+    ),
+    ("token env not set", "api: {token_env: NOPE}", "api.token_env", "'NOPE' is not set"),
+    ("token file missing", "api: {token_file: /nonexistent/t}", "api.token_file", "cannot read"),
+    ("unknown key", "api: {bind: x}", "api.bind", "unknown key 'bind'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("line", "path", "message"), [case[1:] for case in API_BAD], ids=[case[0] for case in API_BAD]
+)
+def test_api_problems_name_key_path_and_line(line: str, path: str, message: str) -> None:
+    problems = problems_of(MINIMAL + line + "\n")
+    assert [(p.path, p.line) for p in problems] == [(path, 4)]
+    assert message in problems[0].message
+
+
+def test_api_inline_token_never_appears_in_the_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(MINIMAL + f"api: {{token: {PASSWORD}}}\n")
+    assert PASSWORD not in str(caught.value)

@@ -32,6 +32,8 @@ ERROR_CODES: dict[FaultCode, str] = {
     FaultCode.READER_FAILURE: "ReaderFailure",
     FaultCode.MCU_TIMEOUT: "InternalError",
     FaultCode.INTERNAL_ERROR: "InternalError",
+    FaultCode.ISOLATION_FAULT: "GroundFailure",  # insulation to PE: the nearest 1.6 code
+    FaultCode.POWER_MODULE_FAULT: "InternalError",
 }
 
 #: StopTransaction.req reason for each core stop reason (section 7.42).
