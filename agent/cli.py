@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from agent.config import ConfigError, check_config, format_problem, load_config
+from agent.sim_cli import add_sim_parser, run_sim
 
 log = logging.getLogger("cpagent")
 
@@ -32,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--port", type=int, default=0, help="local CSMS port (default: any free)")
     demo.add_argument("--plain", action="store_true", help="print lines instead of a live view")
+    add_sim_parser(commands)
     return parser
 
 
@@ -40,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return _check_config(args.file)
+    if args.command == "sim":
+        return run_sim(args)
     try:
         if args.command == "demo":
             from simulator.demo import run_demo
