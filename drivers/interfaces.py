@@ -141,7 +141,7 @@ class PowerModule(Protocol):
         ...
 
     async def read(self) -> PowerModuleReading:
-        """The latest measured output; raises DriverError when the module does not answer."""
+        """A fresh reading of the output; raises DriverError when the module does not answer."""
         ...
 
 
