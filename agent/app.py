@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import ssl
@@ -33,10 +34,17 @@ from agent.ocpp.rpc import Frame
 from agent.ocpp.v16.adapter import Ocpp16Adapter
 from agent.store import Store
 from drivers import registry
-from drivers.interfaces import BoardSupport, ConnectorLock, PowerMeter, TokenReader
+from drivers.interfaces import (
+    BoardSupport,
+    ConnectorLock,
+    IsolationMonitor,
+    PowerMeter,
+    PowerModule,
+    TokenReader,
+)
 from drivers.registry import DriverContext, DriverOptionError
 from drivers.registry import DriverUnavailable as DriverUnavailable
-from drivers.types import BoardCapabilities, TokenRead
+from drivers.types import BoardCapabilities, FaultEvent, TokenRead
 
 if TYPE_CHECKING:
     from agent.api import ApiServer
@@ -73,6 +81,17 @@ class EvseHardware:
     lock: ConnectorLock | None
     reader: TokenReader | None
     plant: Any = None  # simulator.plant.Plant when simulated
+    power_module: PowerModule | None = None
+    isolation_monitor: IsolationMonitor | None = None
+
+    def drivers(self) -> list[Any]:
+        """Every driver instance, each once (a board and a lock may be one object)."""
+        seen: list[Any] = []
+        for driver in (self.board, self.meter, self.lock, self.reader, self.power_module,
+                       self.isolation_monitor):
+            if driver is not None and not any(driver is known for known in seen):
+                seen.append(driver)
+        return seen
 
 
 @dataclass
@@ -102,8 +121,6 @@ def build_hardware(
     driver comes from the registry (drivers/registry.py). Raises DriverUnavailable for a
     driver that is not installed, with the option at fault named.
     """
-    if evse.board.driver == "sim":
-        return _simulated_hardware(config, evse, store_dir)
     context = DriverContext(
         evse_id=evse.id,
         max_current_a=max(c.max_current_a for c in evse.connectors),
@@ -120,7 +137,7 @@ def build_hardware(
                 from simulator.drivers import SimTokenReader
 
                 return SimTokenReader()
-            raise DriverUnavailable(f"{where}.driver: 'sim' needs a 'sim' board")
+            raise DriverUnavailable(f"{where}.driver: a 'sim' {role} needs a 'sim' board")
         try:
             return registry.factory(role, driver.driver)(driver.options, context)
         except DriverOptionError as exc:
@@ -128,20 +145,36 @@ def build_hardware(
         except DriverUnavailable as exc:
             raise DriverUnavailable(f"{where}.driver: {exc}") from exc
 
-    return EvseHardware(
-        board=make("board", evse.board),
-        meter=make("meter", evse.meter),
-        lock=make("lock", evse.lock),
-        reader=make("reader", evse.reader),
-    )
+    if evse.board.driver == "sim":
+        hardware = _simulated_hardware(config, evse, store_dir)
+        # A simulated power path may still use a real meter or reader (a test bench).
+        if evse.meter.driver != "sim":
+            hardware.meter = make("meter", evse.meter)
+        if evse.reader is not None and evse.reader.driver != "sim":
+            hardware.reader = make("reader", evse.reader)
+        if evse.lock is not None and evse.lock.driver != "sim":
+            raise DriverUnavailable(
+                f"evses[{evse.id - 1}].lock.driver: a 'sim' board has a 'sim' lock"
+            )
+    else:
+        hardware = EvseHardware(
+            board=make("board", evse.board),
+            meter=make("meter", evse.meter),
+            lock=make("lock", evse.lock),
+            reader=make("reader", evse.reader),
+        )
+    hardware.power_module = make("power_module", evse.power_module)
+    hardware.isolation_monitor = make("isolation_monitor", evse.isolation_monitor)
+    return hardware
+
+
+def _isolation_to_board(event: Any, sink: Callable[[Any], None]) -> None:
+    """Hand an isolation monitor's faults to the EVSE; readings are not board events."""
+    if isinstance(event, FaultEvent):
+        sink(event)
 
 
 def _simulated_hardware(config: Config, evse: EvseConfig, store_dir: Path) -> EvseHardware:
-    for role, driver in (("meter", evse.meter), ("lock", evse.lock)):
-        if driver is not None and driver.driver != "sim":
-            raise DriverUnavailable(
-                f"evses[{evse.id - 1}].{role}.driver: a 'sim' board needs a 'sim' {role}"
-            )
     from simulator.drivers import SimBoardSupport, SimConnectorLock, SimPowerMeter, SimTokenReader
     from simulator.plant import Plant
 
@@ -292,6 +325,15 @@ class Agent:
             for evse_id, hardware in self.hardware.items():
                 if hardware.reader is not None:
                     await hardware.reader.start(self._reader_sink(evse_id))
+                # DC power-path faults fault the EVSE like any board fault (the core has
+                # no DC session yet: the drivers are started for their monitoring).
+                evse_sink = self.station.evses[evse_id].on_board_event
+                if hardware.power_module is not None:
+                    await hardware.power_module.start(evse_sink)
+                if hardware.isolation_monitor is not None:
+                    await hardware.isolation_monitor.start(
+                        functools.partial(_isolation_to_board, sink=evse_sink)
+                    )
                 if hardware.plant is not None:
                     if self.config.simulator.auto_plug:
                         hardware.plant.plug_in(self._default_ev())
@@ -347,9 +389,18 @@ class Agent:
         await self._tasks.cancel_all()
         await self.adapter.shutdown()
         for hardware in self.hardware.values():
-            if hardware.reader is not None:
-                await hardware.reader.stop()
-        await self.station.shutdown()
+            for driver in (hardware.reader, hardware.power_module, hardware.isolation_monitor):
+                if driver is not None:
+                    await driver.stop()
+        await self.station.shutdown()  # leaves every board safe: contactor open, pilot +12 V
+        for hardware in self.hardware.values():
+            for driver in hardware.drivers():
+                close = getattr(driver, "close", None)  # links (serial, Modbus, CAN) to release
+                if close is not None:
+                    try:
+                        await close()
+                    except Exception:
+                        log.exception("closing driver %r failed", driver)
         self.store.close()
 
 

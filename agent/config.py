@@ -188,6 +188,8 @@ class EvseConfig:
     meter: DriverConfig
     lock: DriverConfig | None = None
     reader: DriverConfig | None = None
+    power_module: DriverConfig | None = None  # DC power stage
+    isolation_monitor: DriverConfig | None = None  # DC insulation monitoring (IEC 61557-8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -544,7 +546,12 @@ def _check_position_id(r: NodeReader, m: NodeMap, expected: int, what: str) -> N
 
 
 def _read_evse(r: NodeReader, node: Node, path: str, evse_id: int) -> EvseConfig:
-    m = r.mapping(node, path, ("id", "connectors", "board", "meter", "lock", "reader"))
+    m = r.mapping(
+        node,
+        path,
+        ("id", "connectors", "board", "meter", "lock", "reader", "power_module",
+         "isolation_monitor"),
+    )
     _check_position_id(r, m, evse_id, "EVSE")
     connectors: tuple[ConnectorConfig, ...] = (ConnectorConfig(1),)
     items = m.node("connectors")
@@ -565,6 +572,8 @@ def _read_evse(r: NodeReader, node: Node, path: str, evse_id: int) -> EvseConfig
         meter=_read_driver(r, m, "meter") or DriverConfig("sim"),
         lock=_read_driver(r, m, "lock"),
         reader=_read_driver(r, m, "reader"),
+        power_module=_read_driver(r, m, "power_module"),
+        isolation_monitor=_read_driver(r, m, "isolation_monitor"),
     )
 
 

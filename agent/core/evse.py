@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 #: Register persistence period while a transaction runs and periodic sampling is off.
 REGISTER_PERSIST_S = 10.0
+#: How often the meter is read while no transaction runs (fault detection).
+IDLE_METER_POLL_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,7 @@ class Evse:
         """Start the workers and the drivers; the board reports the pilot at once."""
         self._tasks.spawn(self._outputs_worker(), name=f"evse-{self.id}-outputs")
         self._tasks.spawn(self._lifecycle_worker(), name=f"evse-{self.id}-lifecycle")
+        self._tasks.spawn(self._idle_meter_watch(), name=f"evse-{self.id}-meter-watch")
         await self.board.start(self.on_board_event)
         self._outputs_dirty.set()
         self.publish_status()
@@ -414,6 +417,9 @@ class Evse:
         if token is None:
             raise RuntimeError("no authorized token")
         sample = await self.read_meter()
+        if sample is None:
+            # Never bill from a made-up register: the transition does not happen.
+            raise RuntimeError("the meter has given no reading yet; transaction not started")
         now = self.clock.now()
         self.tx = self.journal.begin_transaction(
             evse_id=self.id,
@@ -421,7 +427,7 @@ class Evse:
             id_token=token.value,
             token_type=token.type,
             started_at=now,
-            meter_start_wh=sample.energy_import_wh if sample else 0.0,
+            meter_start_wh=sample.energy_import_wh,
         )
         self._emit(TxMessageQueued(self.id, self.tx.local_id))
         if self.lock is not None and not await self._drive_lock(True):
@@ -494,6 +500,14 @@ class Evse:
             self.publish_status()
         self.last_sample = sample
         return sample
+
+    async def _idle_meter_watch(self) -> None:
+        """Read the meter now and then outside transactions, so that a dead meter faults
+        an idle EVSE (no new session starts on it) and a recovered one clears."""
+        while True:
+            if self.tx is None:
+                await self.read_meter()
+            await self.clock.sleep(IDLE_METER_POLL_S)
 
     async def _sample_transaction(self, local_id: int) -> None:
         """Periodic samples from the start of the transaction (or register persistence)."""

@@ -526,3 +526,19 @@ async def test_shutdown_during_a_transition_completes_and_leaves_the_hardware_sa
     assert not rig.plant.contactor_closed
     assert rig.plant.duty_percent is None
     assert rig.store.open_transactions() == []
+
+
+async def test_an_idle_evse_notices_a_dead_meter_and_recovers(rig: Rig) -> None:
+    """The meter is watched outside transactions too: a dead meter faults an idle EVSE
+    (nobody starts a session that could not be billed) and clears when it answers."""
+    from agent.core.evse import IDLE_METER_POLL_S
+
+    rig.meter.failing = True
+    rig.clock.advance(IDLE_METER_POLL_S)
+    await rig.wait_status(S.FAULTED)
+    assert rig.evse.statuses()[1] == (S.FAULTED, FaultCode.METER_LOST)
+    assert not rig.evse.available_for_new_session()
+
+    rig.meter.failing = False
+    rig.clock.advance(IDLE_METER_POLL_S)
+    await rig.wait_status(S.AVAILABLE)
