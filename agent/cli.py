@@ -74,6 +74,13 @@ def _run(path: str) -> int:
     logging.basicConfig(
         level=config.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if config.logging.level != "DEBUG":
+        # Libraries that log every failed request with a frame dump: the drivers report
+        # the same failures once, as faults.
+        for noisy in ("pymodbus", "can", "transitions", "websockets"):
+            logging.getLogger(noisy).setLevel(
+                logging.CRITICAL if noisy == "pymodbus" else logging.WARNING
+            )
     from agent.app import DriverUnavailable, run_agent
     from agent.systemd import SystemdNotifier, SystemdReporter
 
