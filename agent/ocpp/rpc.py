@@ -82,7 +82,16 @@ class Frame:
     action: str | None  # the action of the CALL this frame is, or answers, if known
 
 
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+@dataclass(frozen=True, slots=True)
+class AfterReply:
+    """A handler's result whose `then` must run only once the CALLRESULT is on the wire
+    (a Reset must not close the connection before the CSMS has its answer)."""
+
+    payload: dict[str, Any]
+    then: Callable[[], None]
+
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | AfterReply]]
 
 
 @dataclass(slots=True)
@@ -331,33 +340,39 @@ class RpcEndpoint:
 
     async def _answer(self, unique_id: str, action: str, payload: dict[str, Any]) -> None:
         """Validate a CALL, run its handler and send the CALLRESULT or CALLERROR."""
+        then: Callable[[], None] | None = None
         try:
-            frame = await self._handle(unique_id, action, payload)
+            frame, then = await self._handle(unique_id, action, payload)
         except Exception:  # a bug in this module: still answer, as the CSMS waits for it
             _log.exception("answering %s (%s) failed", action, unique_id)
             frame = [_CALLERROR, unique_id, "InternalError", _INTERNAL, {}]
         await self._send_reply(frame, action)
+        if then is not None:
+            then()
 
-    async def _handle(self, unique_id: str, action: str, payload: dict[str, Any]) -> list[Any]:
-        """Return the reply frame for one incoming CALL."""
+    async def _handle(
+        self, unique_id: str, action: str, payload: dict[str, Any]
+    ) -> tuple[list[Any], Callable[[], None] | None]:
+        """Return the reply frame for one incoming CALL, and what to run once it is sent."""
         dialect = self._dialect
         # OCPP 1.6 §4.2.3: unknown action -> NotImplemented; known but unhandled ->
         # NotSupported (the ocpp library has these two swapped).
         if action not in dialect.actions:
-            return [_CALLERROR, unique_id, "NotImplemented", _NOT_IMPLEMENTED, {}]
+            return [_CALLERROR, unique_id, "NotImplemented", _NOT_IMPLEMENTED, {}], None
         handler = self._handlers.get(action)
         if handler is None:
-            return [_CALLERROR, unique_id, "NotSupported", _NOT_SUPPORTED, {}]
+            return [_CALLERROR, unique_id, "NotSupported", _NOT_SUPPORTED, {}], None
         violation = dialect.check(action, payload, response=False)
         if violation is not None:
             _log.warning("%s request violates its schema: %s", action, violation.description)
-            return [
+            error = [
                 _CALLERROR,
                 unique_id,
                 violation.code,
                 violation.description,
                 violation.details,
             ]
+            return error, None
         internal = [_CALLERROR, unique_id, "InternalError", _INTERNAL, {}]
         try:
             result = await handler(payload)
@@ -369,11 +384,15 @@ class RpcEndpoint:
                     dialect.version,
                     exc.code,
                 )
-                return internal
-            return [_CALLERROR, unique_id, exc.code, exc.description, exc.details]
+                return internal, None
+            return [_CALLERROR, unique_id, exc.code, exc.description, exc.details], None
         except Exception:
             _log.exception("handler for %s failed", action)
-            return internal
+            return internal, None
+        then: Callable[[], None] | None = None
+        if isinstance(result, AfterReply):
+            then = result.then
+            result = result.payload
         violation = dialect.check(action, result, response=True)
         if violation is not None:
             _log.error(
@@ -383,8 +402,8 @@ class RpcEndpoint:
                 violation.field,
                 violation.description,
             )
-            return internal
-        return [_CALLRESULT, unique_id, result]
+            return internal, None
+        return [_CALLRESULT, unique_id, result], then
 
     def _matching_pending(self, unique_id: str, kind: str, text: str) -> _PendingCall | None:
         """Return the pending call this response answers, or log and return None."""

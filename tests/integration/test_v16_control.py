@@ -326,3 +326,11 @@ async def test_basic_auth_over_wss(tmp_path: Any, station_factory: Any) -> None:
         await secure.wait_for("StatusNotification")
         assert running.agent.connection_state.value == "connected"
         await running.stop()
+
+
+async def test_idle_soft_reset_answers_before_rebooting(csms: Csms, station: RunningStation) -> None:
+    for boot in (2, 3):
+        assert await csms.call(CP_ID, "Reset", {"type": "Soft"}) == {"status": "Accepted"}
+        await station.wait_agent(boot)
+        await csms.wait_for("BootNotification", count=boot)
+        await csms.wait_for("StatusNotification", count=boot, where=lambda p: p["connectorId"] == 1)

@@ -32,7 +32,7 @@ from agent.core.status import ConnectorStatus
 from agent.core.tasks import TaskSet
 from agent.ocpp.dialects import OCPP16
 from agent.ocpp.outbox import OutboxSender, Skip
-from agent.ocpp.rpc import CallTimeout, ConnectionLost, RpcEndpoint, RpcError
+from agent.ocpp.rpc import AfterReply, CallTimeout, ConnectionLost, Handler, RpcEndpoint, RpcError
 from agent.ocpp.v16 import mapping
 from agent.ocpp.v16.config_keys import ConfigurationKeys
 from agent.store import Store
@@ -40,7 +40,6 @@ from drivers.types import TokenType
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 #: A DataTransfer vendor handler: (messageId, data) -> (status, data).
 VendorHandler = Callable[[str | None, str | None], Awaitable[tuple[str, str | None]]]
 
@@ -449,10 +448,12 @@ class Ocpp16Adapter:
                 return {"status": "Accepted"}
         return {"status": "Rejected"}
 
-    async def _on_reset(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _on_reset(self, payload: dict[str, Any]) -> AfterReply:
         hard = payload["type"] == "Hard"
-        self._tasks.spawn(self._reset(hard), name="reset")
-        return {"status": "Accepted"}
+        def reset() -> None:
+            self._tasks.spawn(self._reset(hard), name="reset")
+
+        return AfterReply({"status": "Accepted"}, reset)
 
     async def _reset(self, hard: bool) -> None:
         """Stop transactions (SoftReset / HardReset), then restart the agent (section 5.14)."""
