@@ -44,7 +44,7 @@ from drivers.interfaces import (
 )
 from drivers.registry import DriverContext, DriverOptionError
 from drivers.registry import DriverUnavailable as DriverUnavailable
-from drivers.types import BoardCapabilities, FaultEvent, TokenRead
+from drivers.types import BoardCapabilities, FaultEvent, PowerModuleCapabilities, TokenRead
 
 if TYPE_CHECKING:
     from agent.api import ApiServer
@@ -133,11 +133,7 @@ def build_hardware(
             return None
         where = f"evses[{evse.id - 1}].{role}"
         if driver.driver == "sim":
-            if role == "reader":
-                from simulator.drivers import SimTokenReader
-
-                return SimTokenReader()
-            raise DriverUnavailable(f"{where}.driver: a 'sim' {role} needs a 'sim' board")
+            return _simulated_driver(role, driver, where)
         try:
             return registry.factory(role, driver.driver)(driver.options, context)
         except DriverOptionError as exc:
@@ -166,6 +162,27 @@ def build_hardware(
     hardware.power_module = make("power_module", evse.power_module)
     hardware.isolation_monitor = make("isolation_monitor", evse.isolation_monitor)
     return hardware
+
+
+def _simulated_driver(role: str, driver: DriverConfig, where: str) -> Any:
+    """A simulated driver that needs no plant: reader, DC power module, IMD."""
+    if driver.options:
+        raise DriverUnavailable(f"{where}: the 'sim' {role} takes no options")
+    if role == "reader":
+        from simulator.drivers import SimTokenReader
+
+        return SimTokenReader()
+    if role == "power_module":
+        from simulator.drivers_dc import SimPowerModule
+
+        return SimPowerModule(
+            PowerModuleCapabilities(max_voltage_v=1000, max_current_a=200, max_power_w=150_000)
+        )
+    if role == "isolation_monitor":
+        from simulator.drivers_dc import SimIsolationMonitor
+
+        return SimIsolationMonitor()
+    raise DriverUnavailable(f"{where}.driver: a 'sim' {role} needs a 'sim' board")
 
 
 def _isolation_to_board(event: Any, sink: Callable[[Any], None]) -> None:

@@ -21,9 +21,17 @@ from typing import Generic, Protocol, TypeVar
 
 import pytest
 
-from drivers.interfaces import BoardSupport, ConnectorLock, PowerMeter, TokenReader
-from drivers.types import BoardCapabilities, FaultCode
+from drivers.interfaces import (
+    BoardSupport,
+    ConnectorLock,
+    IsolationMonitor,
+    PowerMeter,
+    PowerModule,
+    TokenReader,
+)
+from drivers.types import BoardCapabilities, FaultCode, PowerModuleCapabilities
 from simulator.drivers import SimBoardSupport, SimConnectorLock, SimPowerMeter, SimTokenReader
+from simulator.drivers_dc import SimIsolationMonitor, SimPowerModule
 from simulator.ev import SimEv
 from simulator.plant import PilotMode, Plant
 
@@ -130,6 +138,58 @@ class ReaderHarness(Protocol):
         """Release everything the harness opened."""
 
 
+class PowerModuleHarness(Protocol):
+    """A PowerModule implementation together with its output, load and far end.
+
+    The far end's output model runs on a clock the harness moves (`let_time_pass`); the
+    driver's own timing (polls, timeouts) may run on real time.
+    """
+
+    @property
+    def module(self) -> PowerModule: ...
+
+    async def let_time_pass(self, seconds: float) -> None:
+        """Move the output model's clock on by `seconds`."""
+
+    async def set_load(self, load_ohm: float | None) -> None:
+        """Connect a resistive load to the output (None: open circuit)."""
+
+    async def overheat(self, active: bool) -> None:
+        """Make the module report over-temperature, or cool it down."""
+
+    async def fail_internally(self, active: bool) -> None:
+        """Make the module report an internal fault of its own, or recover."""
+
+    async def setpoint_at_hardware(self) -> tuple[float, float]:
+        """The (voltage_v, current_a) setpoint the module holds, once sent commands arrived."""
+        ...
+
+    async def until_output_at_hardware(self, on: bool) -> None:
+        """Return once the module's DC output is really on (off); TimeoutError if it never is."""
+
+    async def close(self) -> None:
+        """Release everything the harness opened."""
+
+
+class IsolationHarness(Protocol):
+    """An IsolationMonitor implementation together with the insulation it measures."""
+
+    @property
+    def monitor(self) -> IsolationMonitor: ...
+
+    async def set_resistance(self, resistance_ohm: float) -> None:
+        """Change the insulation resistance between the DC output and PE."""
+
+    async def fail_device(self, active: bool) -> None:
+        """Make the IMD report a failure of its own (its self-test then fails), or heal."""
+
+    async def until_measuring_at_hardware(self, on: bool) -> None:
+        """Return once the IMD is (is not) measuring; TimeoutError if it never is."""
+
+    async def close(self) -> None:
+        """Release everything the harness opened."""
+
+
 # --- the simulator's harnesses ---------------------------------------------------------------
 
 
@@ -229,6 +289,74 @@ async def sim_reader() -> ReaderHarness:
     return SimReaderHarness()
 
 
+#: The DC harnesses' power stage: 1000 V, 100 A, but 30 kW (so power limits bite).
+DC_CAPABILITIES = PowerModuleCapabilities(
+    max_voltage_v=1000.0, max_current_a=100.0, max_power_w=30_000.0, min_voltage_v=150.0
+)
+
+
+class SimPowerModuleHarness:
+    def __init__(self) -> None:
+        self._clock = FakeClock()
+        self._module = SimPowerModule(DC_CAPABILITIES, ramp_v_per_s=100.0, monotonic=self._clock)
+
+    @property
+    def module(self) -> PowerModule:
+        return self._module
+
+    async def let_time_pass(self, seconds: float) -> None:
+        self._clock.now_s += seconds
+
+    async def set_load(self, load_ohm: float | None) -> None:
+        self._module.set_load(load_ohm)
+
+    async def overheat(self, active: bool) -> None:
+        self._module.over_temperature(active)
+
+    async def fail_internally(self, active: bool) -> None:
+        self._module.inject_fault(FaultCode.POWER_MODULE_FAULT, active, "contract test")
+
+    async def setpoint_at_hardware(self) -> tuple[float, float]:
+        return self._module.setpoint_voltage_v, self._module.setpoint_current_a
+
+    async def until_output_at_hardware(self, on: bool) -> None:
+        if self._module.delivering != on:  # the model changes at once or never
+            raise TimeoutError(f"simulated output is not {'on' if on else 'off'}")
+
+    async def close(self) -> None:
+        await self._module.stop()
+
+
+async def sim_power_module() -> PowerModuleHarness:
+    return SimPowerModuleHarness()
+
+
+class SimIsolationHarness:
+    def __init__(self) -> None:
+        self._monitor = SimIsolationMonitor(alarm_threshold_ohm=100_000.0)
+
+    @property
+    def monitor(self) -> IsolationMonitor:
+        return self._monitor
+
+    async def set_resistance(self, resistance_ohm: float) -> None:
+        self._monitor.set_resistance(resistance_ohm)
+
+    async def fail_device(self, active: bool) -> None:
+        self._monitor.set_device_failure(active)
+
+    async def until_measuring_at_hardware(self, on: bool) -> None:
+        if self._monitor.measuring != on:  # the model changes at once or never
+            raise TimeoutError(f"simulated IMD is {'not ' if on else ''}measuring")
+
+    async def close(self) -> None:
+        await self._monitor.stop()
+
+
+async def sim_isolation_monitor() -> IsolationHarness:
+    return SimIsolationHarness()
+
+
 # --- the implementation lists: real drivers append their factories here ----------------------
 
 BOARD_HARNESSES: list[Callable[[], Awaitable[BoardHarness]]] = [
@@ -238,14 +366,17 @@ BOARD_HARNESSES: list[Callable[[], Awaitable[BoardHarness]]] = [
 METER_HARNESSES: list[Callable[[], Awaitable[MeterHarness]]] = [sim_meter]
 LOCK_HARNESSES: list[Callable[[], Awaitable[LockHarness]]] = [sim_lock]
 READER_HARNESSES: list[Callable[[], Awaitable[ReaderHarness]]] = [sim_reader]
+POWER_MODULE_HARNESSES: list[Callable[[], Awaitable[PowerModuleHarness]]] = [sim_power_module]
+ISOLATION_HARNESSES: list[Callable[[], Awaitable[IsolationHarness]]] = [sim_isolation_monitor]
 
 
 def _discover_harnesses() -> None:
     """Append the harnesses of every tests/contract/harness_*.py module.
 
     A real driver's harness module defines any of BOARD_HARNESSES, METER_HARNESSES,
-    LOCK_HARNESSES, READER_HARNESSES (lists of async factories); they join the suites
-    here, so adding a driver never edits this file.
+    LOCK_HARNESSES, READER_HARNESSES, POWER_MODULE_HARNESSES, ISOLATION_HARNESSES (lists
+    of async factories); they join the suites here, so adding a driver never edits this
+    file.
     """
     for path in sorted(Path(__file__).parent.glob("harness_*.py")):
         module = importlib.import_module(f"tests.contract.{path.stem}")
@@ -253,6 +384,8 @@ def _discover_harnesses() -> None:
         METER_HARNESSES.extend(getattr(module, "METER_HARNESSES", []))
         LOCK_HARNESSES.extend(getattr(module, "LOCK_HARNESSES", []))
         READER_HARNESSES.extend(getattr(module, "READER_HARNESSES", []))
+        POWER_MODULE_HARNESSES.extend(getattr(module, "POWER_MODULE_HARNESSES", []))
+        ISOLATION_HARNESSES.extend(getattr(module, "ISOLATION_HARNESSES", []))
 
 
 _discover_harnesses()
@@ -292,6 +425,26 @@ async def lock_harness(request: pytest.FixtureRequest) -> AsyncIterator[LockHarn
 @pytest.fixture(params=READER_HARNESSES, ids=_factory_id)
 async def reader_harness(request: pytest.FixtureRequest) -> AsyncIterator[ReaderHarness]:
     harness: ReaderHarness = await request.param()
+    try:
+        yield harness
+    finally:
+        await harness.close()
+
+
+@pytest.fixture(params=POWER_MODULE_HARNESSES, ids=_factory_id)
+async def power_module_harness(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[PowerModuleHarness]:
+    harness: PowerModuleHarness = await request.param()
+    try:
+        yield harness
+    finally:
+        await harness.close()
+
+
+@pytest.fixture(params=ISOLATION_HARNESSES, ids=_factory_id)
+async def isolation_harness(request: pytest.FixtureRequest) -> AsyncIterator[IsolationHarness]:
+    harness: IsolationHarness = await request.param()
     try:
         yield harness
     finally:
