@@ -1,14 +1,19 @@
-"""A small OCPP 1.6J CSMS: the real protocol peer for integration tests and `cpagent demo`.
+"""A small OCPP 1.6J / 2.0.1 CSMS: the real peer for integration tests and `cpagent demo`.
 
 Responsibilities:
-- Serve OCPP 1.6J over real `websockets` (default 127.0.0.1, port 0). Each connection is
-  one `ocpp.v16.ChargePoint` from the mobilityhouse `ocpp` library, with schema validation
-  ON for every CALL and CALLRESULT in both directions. The charge point id is the last
-  segment of the request path; a handshake without the `ocpp1.6` subprotocol is refused
-  with HTTP 400 (websockets' subprotocol negotiation), an empty id with HTTP 400.
-- Answer every charge-point-initiated 1.6 action from a mutable `CsmsBehaviour`, which
-  tests change while the server runs (boot status, tag statuses, injected CALLERRORs,
-  CALLs left unanswered).
+- Serve OCPP-J over real `websockets` (default 127.0.0.1, port 0). Each connection is one
+  `ChargePoint` of the mobilityhouse `ocpp` library (`ocpp.v16` or `ocpp.v201`), with
+  schema validation ON for every CALL and CALLRESULT in both directions. The charge point
+  id is the last segment of the request path; an empty id is refused with HTTP 400.
+- Negotiate the version per connection from `subprotocols` (default ("ocpp1.6",); known:
+  "ocpp1.6", "ocpp2.0.1"). websockets (>= 13, asyncio server) picks the first entry of the
+  SERVER's list that the client offers, whatever the client's order: ("ocpp2.0.1",
+  "ocpp1.6") gives 2.0.1 to a client offering both and 1.6 to a 1.6-only client; a
+  handshake offering none is refused with HTTP 400. `version()` tells which one a charge
+  point speaks.
+- Answer every charge-point-initiated action of that version (simulator.csms_v16,
+  simulator.csms_v201) from a mutable `CsmsBehaviour`, which tests change while the server
+  runs (boot status, tag statuses, injected CALLERRORs, CALLs left unanswered).
 - Record exactly what arrived: every raw frame per charge point (`frames()`), and every
   CALL as a `Received` built from the raw frame (camelCase payload as on the wire), once,
   in arrival order, with whether it was answered with a CALLRESULT.
@@ -38,27 +43,25 @@ import contextlib
 import itertools
 import json
 import logging
-import re
 import ssl
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, is_dataclass, replace
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any, Literal, TypeVar
+from types import ModuleType
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from ocpp.charge_point import camel_to_snake_case
-from ocpp.exceptions import InternalError
-from ocpp.routing import on
-from ocpp.v16 import ChargePoint as _OcppChargePoint
 from ocpp.v16 import call as v16_call
-from ocpp.v16 import call_result
-from ocpp.v16.datatypes import IdTagInfo
+from ocpp.v201 import call as v201_call
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
+
+from simulator import csms_v16, csms_v201
 
 LOGGER = logging.getLogger(__name__)
 
@@ -70,28 +73,48 @@ _UNPARSEABLE_ID = "-1"
 _LIBRARY_RESPONSE_TIMEOUT_S = 3600
 
 Direction = Literal["in", "out"]
-_Handler = TypeVar("_Handler", bound=Callable[..., Any])
-
-
-def _on(action: str) -> Callable[[_Handler], _Handler]:
-    """Typed `ocpp.routing.on`: route CALLs of `action` to the decorated method."""
-    decorator: Callable[[_Handler], _Handler] = on(action)
-    return decorator
 
 
 @dataclass
 class CsmsBehaviour:
-    """How the CSMS answers; mutable, tests change it while the server runs."""
+    """How the CSMS answers (both versions); mutable, tests change it while it runs."""
 
     boot_status: str = "Accepted"  # "Accepted" | "Pending" | "Rejected"
     boot_interval_s: int = 300
-    accepted_tags: set[str] | None = None  # None: every idTag is Accepted
+    accepted_tags: set[str] | None = None  # None: every idTag / idToken is Accepted
     tag_status_otherwise: str = "Invalid"
+    # 1.6 idTagInfo.parentIdTag; 2.0.1 idTokenInfo.groupIdToken (type Central)
     parent_id_tag: str | None = None
     # action -> answer the next N CALLs of that action with CALLERROR InternalError
     fail_next: dict[str, int] = field(default_factory=dict)
     # action -> never answer the next N CALLs of that action
     ignore_next: dict[str, int] = field(default_factory=dict)
+    # DataTransfer from this vendorId is echoed (Accepted); any other gets UnknownVendorId
+    echo_vendor_id: str = TEST_VENDOR_ID
+
+    def tag_status(self, token: str) -> str:
+        """Return the authorization status given to an idTag / idToken value."""
+        accepted = self.accepted_tags is None or token in self.accepted_tags
+        return "Accepted" if accepted else self.tag_status_otherwise
+
+    def consume_fail_next(self, action: str) -> bool:
+        """Consume one fail_next unit of `action`; return whether this CALL must fail."""
+        return _take(self.fail_next, action)
+
+
+@dataclass(frozen=True)
+class _Dialect:
+    """What one negotiated subprotocol means: version name, ChargePoint class, requests."""
+
+    version: str
+    charge_point: type[csms_v16.CsmsChargePoint] | type[csms_v201.CsmsChargePoint]
+    requests: ModuleType  # ocpp.v16.call / ocpp.v201.call
+
+
+_DIALECTS = {
+    csms_v16.SUBPROTOCOL: _Dialect(csms_v16.VERSION, csms_v16.CsmsChargePoint, v16_call),
+    csms_v201.SUBPROTOCOL: _Dialect(csms_v201.VERSION, csms_v201.CsmsChargePoint, v201_call),
+}
 
 
 @dataclass(frozen=True)
@@ -158,11 +181,6 @@ def _take(counters: dict[str, int], action: str) -> bool:
     return left > 0
 
 
-def _utc_now_text() -> str:
-    """Return the current UTC time as an OCPP dateTime string."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class _Connection:
     """Duck-typed connection handed to the ocpp library: records and intercepts frames."""
 
@@ -170,13 +188,17 @@ class _Connection:
         self.csms = csms
         self.cp_id = cp_id
         self.ws = ws
+        # Without a negotiated subprotocol (a server offering none) the peer speaks 1.6.
+        self.dialect = _DIALECTS[ws.subprotocol or csms_v16.SUBPROTOCOL]
         self.current: _Entry | None = None  # the CALL the library is handling
         self.raw_waiters: dict[str, asyncio.Future[list[Any] | None]] = {}
         self.expected_results: set[str] = set()  # unique ids of our `call()`s
         self.results: dict[str, list[Any]] = {}
-        self.calls_in_flight: set[asyncio.Task[Any]] = set()
+        self.calls_in_flight: dict[str, asyncio.Task[Any]] = {}  # by unique id
         self.is_closed = False
-        self.cp = _CsmsChargePoint(cp_id, self, csms)
+        self.cp = self.dialect.charge_point(
+            cp_id, self, csms, response_timeout_s=_LIBRARY_RESPONSE_TIMEOUT_S
+        )
 
     async def recv(self) -> str:
         """Return the next frame for the library; raises ConnectionClosed when closed."""
@@ -223,101 +245,20 @@ class _Connection:
             self.current = None
 
     def closed(self) -> None:
-        """Settle what is pending, release send_raw() waiters and cancel call()s in flight."""
+        """Settle what is pending, release send_raw() waiters, cancel unanswered call()s."""
         self.is_closed = True
         self._settle_current(answered=False)
-        for task in self.calls_in_flight:
-            task.cancel()
+        for unique_id, task in self.calls_in_flight.items():
+            if unique_id not in self.results:  # a reply that arrived is queued in the library
+                task.cancel()
         for waiter in self.raw_waiters.values():
             if not waiter.done():
                 waiter.set_result(None)
         self.raw_waiters.clear()
 
 
-def _acknowledge(action: str) -> Callable[..., Any]:
-    """Return an `@on` handler answering `action` with its empty CALLRESULT."""
-
-    def handler(self: _CsmsChargePoint, **_: Any) -> Any:
-        self._gate(action)
-        return getattr(call_result, action)()
-
-    # The library finds routes by function name, so it must equal the attribute name.
-    handler.__name__ = "on_" + re.sub(r"(?<!^)(?=[A-Z])", "_", action).lower()
-    return _on(action)(handler)
-
-
-class _CsmsChargePoint(_OcppChargePoint):  # type: ignore[misc]
-    """The ocpp library's view of one connected charge point, answering from behaviour."""
-
-    def __init__(self, cp_id: str, connection: _Connection, csms: Csms) -> None:
-        super().__init__(cp_id, connection, response_timeout=_LIBRARY_RESPONSE_TIMEOUT_S)
-        self._csms = csms
-
-    def _gate(self, action: str) -> None:
-        """Raise InternalError when behaviour.fail_next asks to fail this CALL."""
-        if _take(self._csms.behaviour.fail_next, action):
-            raise InternalError(description=f"fail_next injected for {action}")
-
-    def _id_tag_info(self, id_tag: str) -> IdTagInfo:
-        """Return the idTagInfo the behaviour gives to id_tag."""
-        b = self._csms.behaviour
-        accepted = b.accepted_tags is None or id_tag in b.accepted_tags
-        status = "Accepted" if accepted else b.tag_status_otherwise
-        return IdTagInfo(status=status, parent_id_tag=b.parent_id_tag)
-
-    on_status_notification = _acknowledge("StatusNotification")
-    on_meter_values = _acknowledge("MeterValues")
-    on_diagnostics_status_notification = _acknowledge("DiagnosticsStatusNotification")
-    on_firmware_status_notification = _acknowledge("FirmwareStatusNotification")
-
-    @_on("BootNotification")
-    def on_boot_notification(self, **_: Any) -> Any:
-        """Answer with the behaviour's boot status and interval."""
-        self._gate("BootNotification")
-        b = self._csms.behaviour
-        return call_result.BootNotification(
-            current_time=_utc_now_text(), interval=b.boot_interval_s, status=b.boot_status
-        )
-
-    @_on("Heartbeat")
-    def on_heartbeat(self, **_: Any) -> Any:
-        """Answer with the current UTC time."""
-        self._gate("Heartbeat")
-        return call_result.Heartbeat(current_time=_utc_now_text())
-
-    @_on("Authorize")
-    def on_authorize(self, id_tag: str, **_: Any) -> Any:
-        """Answer with the idTagInfo the behaviour gives to id_tag."""
-        self._gate("Authorize")
-        return call_result.Authorize(id_tag_info=self._id_tag_info(id_tag))
-
-    @_on("StartTransaction")
-    def on_start_transaction(self, id_tag: str, **_: Any) -> Any:
-        """Answer with the next transactionId of this CSMS run and the tag's idTagInfo."""
-        self._gate("StartTransaction")
-        return call_result.StartTransaction(
-            transaction_id=self._csms._next_transaction_id(),
-            id_tag_info=self._id_tag_info(id_tag),
-        )
-
-    @_on("StopTransaction")
-    def on_stop_transaction(self, id_tag: str | None = None, **_: Any) -> Any:
-        """Answer with the tag's idTagInfo when an idTag was given."""
-        self._gate("StopTransaction")
-        info = None if id_tag is None else self._id_tag_info(id_tag)
-        return call_result.StopTransaction(id_tag_info=info)
-
-    @_on("DataTransfer")
-    def on_data_transfer(self, vendor_id: str, data: str | None = None, **_: Any) -> Any:
-        """Echo data for the test vendor id; answer UnknownVendorId to any other vendor."""
-        self._gate("DataTransfer")
-        if vendor_id == TEST_VENDOR_ID:
-            return call_result.DataTransfer(status="Accepted", data=data)
-        return call_result.DataTransfer(status="UnknownVendorId")
-
-
 class Csms:
-    """An OCPP 1.6J central system on real websockets that records what it receives."""
+    """An OCPP 1.6J / 2.0.1 central system on real websockets recording what it receives."""
 
     def __init__(
         self,
@@ -336,6 +277,8 @@ class Csms:
         self._host = host
         self._requested_port = port
         self._subprotocols = [Subprotocol(s) for s in subprotocols]
+        if unknown := [s for s in self._subprotocols if s not in _DIALECTS]:
+            raise ValueError(f"unsupported subprotocol(s) {unknown}; known: {list(_DIALECTS)}")
         self._server: Server | None = None
         self._entries: list[_Entry] = []
         self._frames: dict[str, list[tuple[Direction, str]]] = {}
@@ -426,6 +369,10 @@ class Csms:
         """Return whether `cp_id` has an open connection."""
         return cp_id in self._connections
 
+    def version(self, cp_id: str) -> str:
+        """Return the version ("1.6"/"2.0.1") `cp_id` speaks; raises KeyError if not connected."""
+        return self._require(cp_id).dialect.version
+
     async def wait_connected(self, cp_id: str, timeout_s: float = 10.0) -> None:
         """Return once `cp_id` is connected; raises TimeoutError."""
         await self._wait_until(lambda: self.connected(cp_id), timeout_s)
@@ -447,19 +394,21 @@ class Csms:
         self, cp_id: str, action: str, payload: dict[str, Any], timeout_s: float = 10.0
     ) -> dict[str, Any]:
         """Send a CSMS-initiated CALL and return the CALLRESULT payload (camelCase, as on
-        the wire); raises KeyError if not connected, ValueError for an unknown action,
-        TypeError for unknown fields, OCPPError on CALLERROR, TimeoutError, ConnectionError
-        when the charge point disconnects first."""
+        the wire) in the version `cp_id` speaks; raises KeyError if not connected,
+        ValueError for an action unknown to that version, TypeError for unknown fields,
+        OCPPError on CALLERROR, TimeoutError, ConnectionError when the charge point
+        disconnects first."""
         conn = self._require(cp_id)
-        request_type = getattr(v16_call, action, None)
+        request_type = getattr(conn.dialect.requests, action, None)
         if not (isinstance(request_type, type) and is_dataclass(request_type)):
-            raise ValueError(f"not an OCPP 1.6 CSMS-initiated action: {action!r}")
+            version = conn.dialect.version
+            raise ValueError(f"not an OCPP {version} CSMS-initiated action: {action!r}")
         request = request_type(**camel_to_snake_case(payload))
         unique_id = str(uuid.uuid4())
         in_flight = asyncio.create_task(
             conn.cp.call(request, suppress=False, unique_id=unique_id), name=f"csms-{action}"
         )
-        conn.calls_in_flight.add(in_flight)  # cancelled if the connection closes
+        conn.calls_in_flight[unique_id] = in_flight  # cancelled if the connection closes
         conn.expected_results.add(unique_id)
         try:
             async with asyncio.timeout(timeout_s):
@@ -471,7 +420,7 @@ class Csms:
                 raise ConnectionError(f"{cp_id} disconnected before answering {action}") from None
             raise
         finally:
-            conn.calls_in_flight.discard(in_flight)
+            conn.calls_in_flight.pop(unique_id, None)
             conn.expected_results.discard(unique_id)
             conn.results.pop(unique_id, None)
         result: dict[str, Any] = frame[2]
@@ -615,9 +564,14 @@ def _cp_id_from_path(path: str) -> str:
     return unquote(urlsplit(path).path.rsplit("/", 1)[-1])
 
 
-async def _serve_forever(host: str, port: int) -> None:
+#: `--version` choices: the subprotocols offered, in the server's order of preference.
+_VERSION_CHOICES = {"1.6": ["ocpp1.6"], "2.0.1": ["ocpp2.0.1"], "both": ["ocpp2.0.1", "ocpp1.6"]}
+
+
+async def _serve_forever(host: str, port: int, subprotocols: Iterable[str]) -> None:
     """Run a CSMS until cancelled (Ctrl-C)."""
-    async with Csms(host=host, port=port) as csms:
+    async with Csms(host=host, port=port, subprotocols=subprotocols) as csms:
+        LOGGER.info("offering subprotocols %s", ", ".join(subprotocols))
         print(f"CSMS listening on {csms.url}/<cp-id>", flush=True)
         await asyncio.Event().wait()
 
@@ -625,16 +579,20 @@ async def _serve_forever(host: str, port: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CSMS standalone, logging each message in one line, until Ctrl-C."""
     parser = argparse.ArgumentParser(
-        prog="python -m simulator.csms", description="A small OCPP 1.6J CSMS."
+        prog="python -m simulator.csms", description="A small OCPP 1.6J / 2.0.1 CSMS."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument(
+        "--version", choices=list(_VERSION_CHOICES), default="both",
+        help="OCPP version(s) to speak; 'both' prefers 2.0.1 if offered (default: both)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("ocpp").setLevel(logging.WARNING)  # we log every frame ourselves
     logging.getLogger("websockets").setLevel(logging.WARNING)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_forever(args.host, args.port))
+        asyncio.run(_serve_forever(args.host, args.port, _VERSION_CHOICES[args.version]))
     return 0
 
 

@@ -307,6 +307,23 @@ async def test_call_raises_connection_error_when_the_charge_point_hangs_up(csms:
         await hanging_up
 
 
+async def test_call_returns_the_result_of_a_charge_point_that_answers_then_hangs_up(
+    csms: Csms,
+) -> None:
+    # As a station does on Reset: the CALLRESULT goes out, then the socket closes at once.
+    async with charge_point(csms) as ws:
+
+        async def answer_and_hang_up() -> None:
+            request = await next_frame(ws)
+            await ws.send(json.dumps([3, request[1], {"status": "Accepted"}]))
+            await ws.close()
+
+        hanging_up = asyncio.create_task(answer_and_hang_up())
+        result = await csms.call("CP1", "Reset", {"type": "Soft"})
+        await hanging_up
+    assert result == {"status": "Accepted"}
+
+
 async def test_call_rejects_a_result_that_violates_the_schema(csms: Csms) -> None:
     async with charge_point(csms) as ws:
 
