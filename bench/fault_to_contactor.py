@@ -48,8 +48,12 @@ def _free_port() -> int:
 async def _measure(samples: int, load: bool) -> list[float]:
     port = _free_port()
     csms = await asyncio.create_subprocess_exec(
-        sys.executable, str(Path(__file__).with_name("_load_csms.py")), str(port), CP_ID,
-        "3600", *(["--load"] if load else []),
+        sys.executable,
+        str(Path(__file__).with_name("_load_csms.py")),
+        str(port),
+        CP_ID,
+        "3600",
+        *(["--load"] if load else []),
         stdout=asyncio.subprocess.PIPE,
     )
     assert csms.stdout is not None
@@ -117,11 +121,15 @@ async def main() -> None:
     results: dict[str, Any] = {}
     for name, load in (("idle", False), ("under OCPP load", True)):
         results[name] = _figures(await _measure(args.samples, load))
-    print(f"fault event -> contactor open command (target: p99 < {TARGET_P99_MS:.0f} ms under load)")
+    print(
+        f"fault event -> contactor open command (target: p99 < {TARGET_P99_MS:.0f} ms under load)"
+    )
     print(f"{'condition':<18} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'n':>5}")
     for name, figures in results.items():
-        print(f"{name:<18} {figures['p50_ms']:8.3f} {figures['p99_ms']:8.3f} "
-              f"{figures['max_ms']:8.3f} {figures['samples']:5d}")
+        print(
+            f"{name:<18} {figures['p50_ms']:8.3f} {figures['p99_ms']:8.3f} "
+            f"{figures['max_ms']:8.3f} {figures['samples']:5d}"
+        )
     verdict = "meets" if results["under OCPP load"]["p99_ms"] < TARGET_P99_MS else "MISSES"
     print(f"under load p99 {verdict} the target")
     if args.json:

@@ -328,7 +328,9 @@ async def test_basic_auth_over_wss(tmp_path: Any, station_factory: Any) -> None:
         await running.stop()
 
 
-async def test_idle_soft_reset_answers_before_rebooting(csms: Csms, station: RunningStation) -> None:
+async def test_idle_soft_reset_answers_before_rebooting(
+    csms: Csms, station: RunningStation
+) -> None:
     for boot in (2, 3):
         assert await csms.call(CP_ID, "Reset", {"type": "Soft"}) == {"status": "Accepted"}
         await station.wait_agent(boot)

@@ -282,7 +282,9 @@ async def test_offline_start_for_an_id_the_csms_rejects_is_stopped_deauthorized(
 ) -> None:
     """StopTransactionOnInvalidId (OCPP 1.6 section 9.1): an offline-started transaction
     whose StartTransaction.conf says Invalid is stopped with reason DeAuthorized."""
-    running: RunningStation = await station_factory(csms, settings={"AllowOfflineTxForUnknownId": True})
+    running: RunningStation = await station_factory(
+        csms, settings={"AllowOfflineTxForUnknownId": True}
+    )
     await csms.wait_for("StatusNotification", where=lambda p: p["connectorId"] == 1)
     port = csms.port
     await csms.stop()
