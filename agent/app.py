@@ -344,12 +344,14 @@ class Agent:
                     await hardware.reader.start(self._reader_sink(evse_id))
                 # DC power-path faults fault the EVSE like any board fault (the core has
                 # no DC session yet: the drivers are started for their monitoring).
-                evse_sink = self.station.evses[evse_id].on_board_event
+                evse = self.station.evses[evse_id]
                 if hardware.power_module is not None:
-                    await hardware.power_module.start(evse_sink)
+                    await hardware.power_module.start(evse.fault_sink("power_module"))
                 if hardware.isolation_monitor is not None:
                     await hardware.isolation_monitor.start(
-                        functools.partial(_isolation_to_board, sink=evse_sink)
+                        functools.partial(
+                            _isolation_to_board, sink=evse.fault_sink("isolation_monitor")
+                        )
                     )
                 if hardware.plant is not None:
                     if self.config.simulator.auto_plug:

@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 REGISTER_PERSIST_S = 10.0
 #: How often the meter is read while no transaction runs (fault detection).
 IDLE_METER_POLL_S = 30.0
+#: How often a connector lock that failed is tried again during a transaction.
+LOCK_RETRY_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +113,10 @@ class Evse:
         self._authorizer = authorizer
         self._emit = emit
         self.pilot = PilotState.A
-        self.faults: set[FaultCode] = set()
+        # Active faults by the source that raised them: a code stays active until every
+        # source that raised it has cleared it (the board's pilot fault and the decoder's
+        # are the same code from two witnesses).
+        self._fault_sources: dict[FaultCode, set[str]] = {}
         self.contactor_feedback: bool | None = None
         self.operative = True
         self.pending_operative: bool | None = None  # a Scheduled availability change
@@ -193,25 +198,47 @@ class Evse:
                 self._settling = True
                 self._inbox.put_nowait(lambda: self._on_ev_events(ev_events))
         elif isinstance(event, FaultEvent):
-            self._set_fault(event.code, event.active, event.detail)
+            self._set_fault(event.code, event.active, event.detail, source="board")
         elif isinstance(event, ContactorEvent):
             self.contactor_feedback = event.closed
         self._outputs_dirty.set()
         self.publish_status()
 
-    def _set_fault(self, code: FaultCode, active: bool, detail: str = "") -> None:
-        if active and code not in self.faults:
-            log.warning("EVSE %s: fault %s %s", self.id, code, detail)
-            self.faults.add(code)
-        elif not active and code in self.faults:
-            log.info("EVSE %s: fault %s cleared", self.id, code)
-            self.faults.discard(code)
+    @property
+    def faults(self) -> frozenset[FaultCode]:
+        """The active faults, whatever raised them."""
+        return frozenset(self._fault_sources)
+
+    def fault_sink(self, source: str) -> Callable[[BoardEvent], None]:
+        """A sink for another driver's events (a DC module, an IMD): its faults count
+        separately from the board's, so one clearing does not clear the other."""
+
+        def sink(event: BoardEvent) -> None:
+            if isinstance(event, FaultEvent):
+                self._set_fault(event.code, event.active, event.detail, source=source)
+                self.publish_status()
+
+        return sink
+
+    def _set_fault(self, code: FaultCode, active: bool, detail: str = "", *, source: str) -> None:
+        sources = self._fault_sources.get(code, set())
+        if active and source not in sources:
+            if not sources:
+                log.warning("EVSE %s: fault %s (%s) %s", self.id, code, source, detail)
+            self._fault_sources[code] = sources | {source}
+        elif not active and source in sources:
+            remaining = sources - {source}
+            if remaining:
+                self._fault_sources[code] = remaining
+            else:
+                log.info("EVSE %s: fault %s cleared", self.id, code)
+                del self._fault_sources[code]
         self._outputs_dirty.set()
 
     def desired_outputs(self) -> Outputs:
         """What PWM and contactor should be now."""
         return derive_outputs(
-            phase=self.state, pilot=self.pilot, faults=frozenset(self.faults), limit_a=self.limit_a
+            phase=self.state, pilot=self.pilot, faults=self.faults, limit_a=self.limit_a
         )
 
     async def _outputs_worker(self) -> None:
@@ -238,7 +265,7 @@ class Evse:
             self.commanded = desired
             if self._board_failed:
                 self._board_failed = False
-                self._set_fault(FaultCode.INTERNAL_ERROR, False)
+                self._set_fault(FaultCode.INTERNAL_ERROR, False, source="outputs")
                 self.publish_status()
         except DriverError:
             log.exception("EVSE %s: board command failed", self.id)
@@ -246,7 +273,9 @@ class Evse:
             # retry every command after a pause.
             self.commanded = Outputs(duty_percent=-1.0, contactor_closed=True)
             self._board_failed = True
-            self._set_fault(FaultCode.INTERNAL_ERROR, True, "board command failed")
+            self._set_fault(
+                FaultCode.INTERNAL_ERROR, True, "board command failed", source="outputs"
+            )
             self.publish_status()
             await self.clock.sleep(1.0)
 
@@ -262,7 +291,7 @@ class Evse:
         if self._settling:
             return
         outputs = self.desired_outputs()
-        faults = frozenset(self.faults)
+        faults = self.faults
         fault = primary_fault(faults)
         for index, connector in enumerate(self.connectors):
             phase = self.state if index == 0 else SessionPhase.IDLE
@@ -308,9 +337,11 @@ class Evse:
                 if self.state == SessionPhase.IDLE and self.lock is not None:
                     await self._drive_lock(False)
             elif event == EvEvent.PILOT_ERROR:
-                self._set_fault(FaultCode.PILOT_FAULT, True, f"pilot in state {self.pilot}")
+                self._set_fault(
+                    FaultCode.PILOT_FAULT, True, f"pilot in state {self.pilot}", source="pilot"
+                )
             elif event == EvEvent.PILOT_ERROR_CLEARED:
-                self._set_fault(FaultCode.PILOT_FAULT, False)
+                self._set_fault(FaultCode.PILOT_FAULT, False, source="pilot")
 
     def available_for_new_session(self) -> bool:
         """Whether a token or remote start may begin a session here now."""
@@ -431,7 +462,8 @@ class Evse:
         )
         self._emit(TxMessageQueued(self.id, self.tx.local_id))
         if self.lock is not None and not await self._drive_lock(True):
-            self._set_fault(FaultCode.LOCK_FAILURE, True, "connector did not lock")
+            self._set_fault(FaultCode.LOCK_FAILURE, True, "connector did not lock", source="lock")
+            self._tasks.spawn(self._retry_lock(self.tx.local_id), name=f"evse-{self.id}-lock")
         self._sampler = self._tasks.spawn(self._sample_transaction(self.tx.local_id))
 
     async def end_transaction_on_unplug(self, *_: Any) -> None:
@@ -492,11 +524,11 @@ class Evse:
             sample = await self.meter.read()
         except DriverError as exc:
             if FaultCode.METER_LOST not in self.faults:
-                self._set_fault(FaultCode.METER_LOST, True, str(exc))
+                self._set_fault(FaultCode.METER_LOST, True, str(exc), source="meter")
                 self.publish_status()
             return self.last_sample
         if FaultCode.METER_LOST in self.faults:
-            self._set_fault(FaultCode.METER_LOST, False)
+            self._set_fault(FaultCode.METER_LOST, False, source="meter")
             self.publish_status()
         self.last_sample = sample
         return sample
@@ -531,11 +563,25 @@ class Evse:
             if periodic:
                 self._emit(TxMessageQueued(self.id, local_id))
 
+    async def _retry_lock(self, local_id: int) -> None:
+        """Try the lock again now and then while the transaction waits for it."""
+        while self.tx is not None and self.tx.local_id == local_id:
+            await self.clock.sleep(LOCK_RETRY_S)
+            if FaultCode.LOCK_FAILURE not in self.faults or self.tx is None:
+                return
+            if await self._drive_lock(True):
+                return
+
     async def _drive_lock(self, locked: bool) -> bool:
+        """Drive the lock; a confirmed movement clears an earlier lock failure."""
         if self.lock is None:
             return True
         try:
-            return await self.lock.set_locked(locked)
+            confirmed = await self.lock.set_locked(locked)
         except DriverError:
             log.exception("EVSE %s: lock command failed", self.id)
             return False
+        if confirmed and FaultCode.LOCK_FAILURE in self.faults:
+            self._set_fault(FaultCode.LOCK_FAILURE, False, source="lock")
+            self.publish_status()
+        return confirmed

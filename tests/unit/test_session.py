@@ -542,3 +542,34 @@ async def test_an_idle_evse_notices_a_dead_meter_and_recovers(rig: Rig) -> None:
     rig.meter.failing = False
     rig.clock.advance(IDLE_METER_POLL_S)
     await rig.wait_status(S.AVAILABLE)
+
+
+async def test_a_jammed_lock_faults_the_session_until_a_retry_locks_it(rig: Rig) -> None:
+    from agent.core.evse import LOCK_RETRY_S
+
+    rig.lock.jammed = True
+    rig.plant.plug_in(SimEv())
+    await rig.wait_status(S.PREPARING)
+    rig.station.present_token(1, TAG)
+    await rig.wait_status(S.FAULTED)
+    assert rig.evse.statuses()[1] == (S.FAULTED, FaultCode.LOCK_FAILURE)
+    assert not rig.plant.contactor_closed
+    rig.lock.jammed = False
+    rig.clock.advance(LOCK_RETRY_S)
+    await rig.wait_status(S.CHARGING)
+    assert rig.lock.locked and rig.plant.contactor_closed
+
+
+async def test_a_fault_two_witnesses_raised_stays_until_both_clear(rig: Rig) -> None:
+    """The board and the pilot decoder can both report PILOT_FAULT; one of them clearing
+    does not clear what the other still sees."""
+    from drivers.types import FaultEvent, PilotEvent
+
+    rig.evse.on_board_event(FaultEvent(FaultCode.PILOT_FAULT, True, "diode missing"))
+    rig.evse.on_board_event(PilotEvent(PilotState.E))  # the decoder sees a short too
+    await rig.wait_status(S.FAULTED)
+    rig.evse.on_board_event(PilotEvent(PilotState.A))  # the decoder's reason has gone
+    await settle()
+    assert FaultCode.PILOT_FAULT in rig.evse.faults
+    rig.evse.on_board_event(FaultEvent(FaultCode.PILOT_FAULT, False))
+    await rig.wait_status(S.AVAILABLE)
