@@ -126,6 +126,7 @@ class Evse:
         )
         self.tx: TxRecord | None = None
         self.token: IdToken | None = None
+        self.token_group: str | None = None  # the group (parent id) of the token
         self.last_sample: MeterSample | None = None
         self.commanded: Outputs = SAFE
         self._decoder = PilotDecoder()
@@ -352,8 +353,15 @@ class Evse:
         if self.state == SessionPhase.TRANSACTION:
             if self.token is not None and token.value == self.token.value:
                 self._inbox.put_nowait(lambda: self._stop(StopReason.LOCAL, token.value))
-                return
-            self._emit(AuthorizationOutcome(self.id, token, AuthResult(AuthStatus.CONCURRENT_TX)))
+            elif self.token_group is not None and not self._authorizing:
+                # Another card of the same group may stop it (OCPP 1.6 section 3.5.2,
+                # 2.0.1 C01.FR.03): ask who it belongs to.
+                self._authorizing = True
+                self._tasks.spawn(self._group_stop(token), name=f"evse-{self.id}-group-stop")
+            else:
+                self._emit(
+                    AuthorizationOutcome(self.id, token, AuthResult(AuthStatus.CONCURRENT_TX))
+                )
             return
         if self.state == SessionPhase.AUTHORIZED and self.token == token:
             self._inbox.put_nowait(self._cancel_authorization)
@@ -389,19 +397,30 @@ class Evse:
         finally:
             self._authorizing = False
         if result.accepted:
-            self._inbox.put_nowait(lambda: self._authorized(token))
+            self._inbox.put_nowait(lambda: self._authorized(token, result.group_id))
         self._emit(AuthorizationOutcome(self.id, token, result))
 
-    async def _authorized(self, token: IdToken) -> None:
+    async def _group_stop(self, token: IdToken) -> None:
+        try:
+            result = await self._authorizer().authorize(token)
+        finally:
+            self._authorizing = False
+        same_group = result.group_id is not None and result.group_id == self.token_group
+        outcome = result if same_group else AuthResult(AuthStatus.CONCURRENT_TX)
+        self._emit(AuthorizationOutcome(self.id, token, outcome))
+        if same_group:
+            self._inbox.put_nowait(lambda: self._stop(StopReason.LOCAL, token.value))
+
+    async def _authorized(self, token: IdToken, group_id: str | None) -> None:
         if not self.available_for_new_session():
             return
-        self.token = token
+        self.token, self.token_group = token, group_id
         if not await self.authorize():  # type: ignore[attr-defined]
-            self.token = None
+            self.token = self.token_group = None
 
     async def _cancel_authorization(self) -> None:
         if await self.cancel_authorization():  # type: ignore[attr-defined]
-            self.token = None
+            self.token = self.token_group = None
 
     async def stop_transaction(self, reason: StopReason, stop_token: str | None = None) -> bool:
         """Stop the running transaction (from any task); False if there is none."""
@@ -491,7 +510,7 @@ class Evse:
             payload=payload,
         )
         self.tx = None
-        self.token = None
+        self.token = self.token_group = None
         self._emit(TxMessageQueued(self.id, tx.local_id))
         if self.lock is not None:
             await self._drive_lock(False)

@@ -573,3 +573,23 @@ async def test_a_fault_two_witnesses_raised_stays_until_both_clear(rig: Rig) -> 
     assert FaultCode.PILOT_FAULT in rig.evse.faults
     rig.evse.on_board_event(FaultEvent(FaultCode.PILOT_FAULT, False))
     await rig.wait_status(S.AVAILABLE)
+
+
+async def test_another_card_of_the_same_group_stops_the_transaction(rig: Rig) -> None:
+    rig.authorizer.result = AuthResult(AuthStatus.ACCEPTED, group_id="FAMILY")
+    await rig.start_charging()
+    partner = IdToken("PARTNER-CARD", TokenType.ISO14443)
+    rig.station.present_token(1, partner)
+    await rig.wait_status(S.FINISHING)
+    tx = rig.store.get_transaction(1)
+    assert tx.stop_reason == StopReason.LOCAL and tx.stop_id_token == "PARTNER-CARD"
+
+
+async def test_a_card_of_another_group_does_not_stop_the_transaction(rig: Rig) -> None:
+    rig.authorizer.result = AuthResult(AuthStatus.ACCEPTED, group_id="FAMILY")
+    await rig.start_charging()
+    rig.authorizer.result = AuthResult(AuthStatus.ACCEPTED, group_id="NEIGHBOURS")
+    rig.station.present_token(1, IdToken("OTHER", TokenType.ISO14443))
+    await wait_until(lambda: not rig.evse.authorizing, "the card was checked")
+    await settle()
+    assert rig.evse.tx is not None and rig.plant.contactor_closed
