@@ -341,7 +341,10 @@ class Agent:
             await self.station.start()
             for evse_id, hardware in self.hardware.items():
                 if hardware.reader is not None:
-                    await hardware.reader.start(self._reader_sink(evse_id))
+                    await hardware.reader.start(
+                        self._reader_sink(evse_id),
+                        self.station.evses[evse_id].fault_sink("reader"),
+                    )
                 # DC power-path faults fault the EVSE like any board fault (the core has
                 # no DC session yet: the drivers are started for their monitoring).
                 evse = self.station.evses[evse_id]

@@ -40,6 +40,7 @@ class DriverError(Exception):
 
 BoardEventSink = Callable[[BoardEvent], None]
 TokenSink = Callable[[TokenRead], None]
+FaultSink = Callable[[FaultEvent], None]
 PowerModuleEventSink = Callable[[FaultEvent], None]
 IsolationEventSink = Callable[[IsolationEvent], None]
 
@@ -100,8 +101,9 @@ class ConnectorLock(Protocol):
 class TokenReader(Protocol):
     """An RFID/NFC reader, keypad or other source of tokens at the charger."""
 
-    async def start(self, sink: TokenSink) -> None:
-        """Begin reporting presented tokens to `sink` (debounced by the driver)."""
+    async def start(self, sink: TokenSink, faults: FaultSink | None = None) -> None:
+        """Begin reporting presented tokens to `sink` (debounced by the driver), and the
+        reader's own failures (FaultCode.READER_FAILURE) to `faults`."""
         ...
 
     async def stop(self) -> None:

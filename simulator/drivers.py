@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable
 
-from drivers.interfaces import BoardEventSink, DriverError, TokenSink
+from drivers.interfaces import BoardEventSink, DriverError, FaultSink, TokenSink
 from drivers.types import (
     BoardCapabilities,
     BoardEvent,
@@ -179,7 +179,7 @@ class SimTokenReader:
         """Whether taps are being delivered."""
         return self._sink is not None
 
-    async def start(self, sink: TokenSink) -> None:
+    async def start(self, sink: TokenSink, faults: FaultSink | None = None) -> None:
         """Deliver future taps to `sink`; raises DriverError when already started."""
         if self._sink is not None:
             raise DriverError("token reader already started")

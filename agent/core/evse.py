@@ -34,6 +34,7 @@ from agent.core.iec61851 import EvEvent, PilotDecoder
 from agent.core.outputs import SAFE, Outputs, derive_outputs
 from agent.core.ports import Clock, SampleContext, StopReason, TransactionJournal, TxRecord
 from agent.core.status import (
+    ADVISORY_FAULTS,
     ConnectorStatus,
     SessionPhase,
     StatusInputs,
@@ -210,6 +211,11 @@ class Evse:
         """The active faults, whatever raised them."""
         return frozenset(self._fault_sources)
 
+    @property
+    def blocking_faults(self) -> frozenset[FaultCode]:
+        """The active faults that stop energy (all but the advisory ones)."""
+        return self.faults - ADVISORY_FAULTS
+
     def fault_sink(self, source: str) -> Callable[[BoardEvent], None]:
         """A sink for another driver's events (a DC module, an IMD): its faults count
         separately from the board's, so one clearing does not clear the other."""
@@ -239,7 +245,7 @@ class Evse:
     def desired_outputs(self) -> Outputs:
         """What PWM and contactor should be now."""
         return derive_outputs(
-            phase=self.state, pilot=self.pilot, faults=self.faults, limit_a=self.limit_a
+            phase=self.state, pilot=self.pilot, faults=self.blocking_faults, limit_a=self.limit_a
         )
 
     async def _outputs_worker(self) -> None:
@@ -292,7 +298,8 @@ class Evse:
         if self._settling:
             return
         outputs = self.desired_outputs()
-        faults = self.faults
+        faults = self.blocking_faults
+        advisory = primary_fault(self.faults & ADVISORY_FAULTS)
         fault = primary_fault(faults)
         for index, connector in enumerate(self.connectors):
             phase = self.state if index == 0 else SessionPhase.IDLE
@@ -312,7 +319,7 @@ class Evse:
                 and status == ConnectorStatus.AVAILABLE
             ):
                 status = ConnectorStatus.UNAVAILABLE  # the EVSE is busy on another connector
-            value = (status, fault if status == ConnectorStatus.FAULTED else None)
+            value = (status, fault if status == ConnectorStatus.FAULTED else advisory)
             if self._statuses.get(connector.id) != value:
                 self._statuses[connector.id] = value
                 self._emit(
@@ -346,7 +353,9 @@ class Evse:
 
     def available_for_new_session(self) -> bool:
         """Whether a token or remote start may begin a session here now."""
-        return self.operative and not self.faults and self.state != SessionPhase.TRANSACTION
+        return (
+            self.operative and not self.blocking_faults and self.state != SessionPhase.TRANSACTION
+        )
 
     def present_token(self, token: IdToken) -> None:
         """A token was presented at this EVSE's reader: start, stop or cancel."""

@@ -76,6 +76,12 @@ def derive_status(inputs: StatusInputs) -> ConnectorStatus:
     return ConnectorStatus.AVAILABLE
 
 
+#: Faults reported to the CSMS that do not stop charging: a dead card reader still
+#: leaves remote start and a running session working (OCPP 1.6 lets StatusNotification
+#: carry an errorCode with a status other than Faulted).
+ADVISORY_FAULTS = frozenset({FaultCode.READER_FAILURE})
+
+
 def primary_fault(faults: frozenset[FaultCode]) -> FaultCode | None:
     """The fault to report when several are active: the first in catalogue order."""
     for code in FaultCode:

@@ -593,3 +593,20 @@ async def test_a_card_of_another_group_does_not_stop_the_transaction(rig: Rig) -
     await wait_until(lambda: not rig.evse.authorizing, "the card was checked")
     await settle()
     assert rig.evse.tx is not None and rig.plant.contactor_closed
+
+
+async def test_a_reader_failure_is_reported_but_does_not_stop_charging(rig: Rig) -> None:
+    """ReaderFailure is advisory: the CSMS hears of it with the current status, and a
+    session (remote start, or one already running) goes on."""
+    from drivers.types import FaultEvent
+
+    report = rig.evse.fault_sink("reader")
+    report(FaultEvent(FaultCode.READER_FAILURE, True, "USB reader gone"))
+    await wait_until(
+        lambda: rig.evse.statuses()[1] == (S.AVAILABLE, FaultCode.READER_FAILURE),
+        "advisory fault reported with Available",
+    )
+    await rig.start_charging()
+    assert rig.evse.statuses()[1] == (S.CHARGING, FaultCode.READER_FAILURE)
+    report(FaultEvent(FaultCode.READER_FAILURE, False))
+    await wait_until(lambda: rig.evse.statuses()[1] == (S.CHARGING, None), "cleared")
