@@ -33,6 +33,7 @@ from agent.ocpp.connection import Backoff, ConnectionState, ConnectionSupervisor
 from agent.ocpp.rpc import Frame
 from agent.ocpp.v16.adapter import Ocpp16Adapter
 from agent.store import Store
+from agent.store.auth import AuthCache, LocalAuthList
 from drivers import registry
 from drivers.interfaces import (
     BoardSupport,
@@ -228,6 +229,8 @@ class Agent:
             log_frames=config.logging.message_log, mask=config.logging.mask_id_tokens
         )
         self.station = Station(clock=self.clock, journal=self.store, settings=self.store)
+        self.local_list = LocalAuthList(self.store)
+        self.auth_cache = AuthCache(self.store, clock=self.clock)
         for evse_config in config.evses:
             hardware = self.hardware[evse_config.id]
             connectors = tuple(
@@ -252,6 +255,8 @@ class Agent:
             boot_payload=self._boot_payload(),
             install_settings=config.settings,
             request_reset=self._on_reset,
+            local_list=self.local_list,
+            auth_cache=self.auth_cache,
         )
         csms = config.csms
         self.supervisor = ConnectionSupervisor(
@@ -338,6 +343,7 @@ class Agent:
         """Run until `stop` is set or a Reset asks for a restart; leave everything safe."""
         self._outcome = asyncio.get_running_loop().create_future()
         try:
+            await self.local_list.purge_stale()  # rows of a list update a crash cut short
             await self.station.start()
             for evse_id, hardware in self.hardware.items():
                 if hardware.reader is not None:

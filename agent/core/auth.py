@@ -57,8 +57,12 @@ class RecordSource(Protocol):
 class CacheStore(RecordSource, Protocol):
     """The authorization cache."""
 
-    def put(self, id_token: str, result: AuthResult) -> None:
+    def record(self, id_token: str, result: AuthResult) -> None:
         """Remember the CSMS's verdict on a token."""
+        ...
+
+    def touch(self, id_token: str) -> bool:
+        """Count a use of an entry (for eviction and lifetime); False if it is gone."""
         ...
 
     def clear(self) -> None:
@@ -136,6 +140,7 @@ class AuthorizationChain:
         if self.policy.cache_enabled and self.cache is not None:
             entry = self.cache.get(id_token)
             if entry is not None:
+                self.cache.touch(id_token)
                 return self._verdict(entry)
         return None
 
@@ -152,7 +157,7 @@ class AuthorizationChain:
     def remember(self, id_token: str, result: AuthResult) -> None:
         """Update the cache from a CSMS answer (Authorize, transaction confirmations)."""
         if self.policy.cache_enabled and self.cache is not None:
-            self.cache.put(id_token, result)
+            self.cache.record(id_token, result)
 
     def _verdict(self, entry: AuthRecord) -> AuthResult:
         try:

@@ -194,6 +194,11 @@ class Store:
 
     # -- lifecycle -------------------------------------------------------------------
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The open connection, for sibling stores in agent/store (event-loop thread only)."""
+        return self._conn
+
     def close(self) -> None:
         """Close the database; calling it again does nothing."""
         if not self._closed:

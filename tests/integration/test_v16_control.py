@@ -226,9 +226,10 @@ async def test_clear_cache_is_accepted_and_empties_the_cache(
     station.tap("CACHED")
     await csms.wait_for("Authorize")
     await until(station.agent, lambda: not station.agent.station.evses[1].authorizing)
-    assert station.agent.store.get_setting("ocpp16.auth_cache") not in (None, "{}")
+    assert station.agent.auth_cache.get("CACHED") is not None
     assert await csms.call(CP_ID, "ClearCache", {}) == {"status": "Accepted"}
-    assert station.agent.store.get_setting("ocpp16.auth_cache") == "{}"
+    assert station.agent.auth_cache.get("CACHED") is None
+    assert station.agent.auth_cache.size() == 0
 
 
 async def test_data_transfer_from_csms_to_unknown_vendor(

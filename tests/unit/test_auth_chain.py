@@ -35,7 +35,10 @@ class Records:
 
 @dataclass
 class Cache(Records):
-    def put(self, id_token: str, result: AuthResult) -> None:
+    def touch(self, id_token: str) -> bool:
+        return id_token in self.entries
+
+    def record(self, id_token: str, result: AuthResult) -> None:
         self.entries[id_token] = Entry(
             id_token, result.status.value, result.expires_at, result.group_id
         )

@@ -63,6 +63,7 @@ BOOLEAN_KEYS = {
     "AllowOfflineTxForUnknownId",
     "AuthorizationCacheEnabled",
     "AuthorizeRemoteTxRequests",
+    "LocalAuthListEnabled",  # section 9.2, Local Auth List Management profile
     "LocalAuthorizeOffline",
     "LocalPreAuthorize",
     "StopTransactionOnEVSideDisconnect",

@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
 from typing import Any
 
 from agent.core.events import (
-    AuthResult,
-    AuthStatus,
     IdToken,
     MeterValuesSampled,
     StationEvent,
@@ -34,8 +30,10 @@ from agent.ocpp.dialects import OCPP16
 from agent.ocpp.outbox import OutboxSender, Skip
 from agent.ocpp.rpc import AfterReply, CallTimeout, ConnectionLost, Handler, RpcEndpoint, RpcError
 from agent.ocpp.v16 import mapping
+from agent.ocpp.v16.auth import Ocpp16Authorization
 from agent.ocpp.v16.config_keys import ConfigurationKeys
 from agent.store import Store
+from agent.store.auth import AuthCache, LocalAuthList
 from drivers.types import TokenType
 
 log = logging.getLogger(__name__)
@@ -43,10 +41,8 @@ log = logging.getLogger(__name__)
 #: A DataTransfer vendor handler: (messageId, data) -> (status, data).
 VendorHandler = Callable[[str | None, str | None], Awaitable[tuple[str, str | None]]]
 
-ID_TAG_MAX = 20
 BOOT_RETRY_S = 30.0
 SOFT_RESET_DRAIN_S = 10.0
-CACHE_KEY = "ocpp16.auth_cache"
 
 
 class Ocpp16Adapter:
@@ -63,6 +59,8 @@ class Ocpp16Adapter:
         boot_payload: Mapping[str, str],
         install_settings: Mapping[str, str],
         request_reset: Callable[[bool], None],
+        local_list: LocalAuthList,
+        auth_cache: AuthCache,
         vendor_handlers: Mapping[str, VendorHandler] | None = None,
     ) -> None:
         self.station = station
@@ -87,14 +85,23 @@ class Ocpp16Adapter:
         self._status_queue: asyncio.Queue[tuple[int, ConnectorStatus, str]] = asyncio.Queue()
         self._outbox: OutboxSender | None = None
         self._heartbeat_changed = asyncio.Event()
+        self.auth = Ocpp16Authorization(
+            keys=self.keys,
+            clock=clock,
+            local_list=local_list,
+            cache=auth_cache,
+            endpoint=lambda: self._endpoint,
+            online=lambda: self.online,
+        )
         self.keys.watch(self._on_key_changed)
+        self.keys.watch(self.auth.on_key_changed)
         for key, value in self.keys.items():
             self._on_key_changed(key.name, value)
         self._tasks = TaskSet("ocpp16")
         #: Called after anything an observer may wait for: online state, outbox progress.
         self.on_change: list[Callable[[], None]] = []
         self._settled = asyncio.Event()  # set at every online change and outbox delivery
-        station.authorizer = self
+        station.authorizer = self.auth.chain
         station.subscribe(self._on_station_event)
 
     # -- wiring ----------------------------------------------------------------
@@ -104,7 +111,9 @@ class Ocpp16Adapter:
         return {
             "ChangeAvailability": self._on_change_availability,
             "ChangeConfiguration": self._on_change_configuration,
-            "ClearCache": self._on_clear_cache,
+            "ClearCache": self.auth.on_clear_cache,
+            "GetLocalListVersion": self.auth.on_get_local_list_version,
+            "SendLocalList": self.auth.on_send_local_list,
             "DataTransfer": self._on_data_transfer,
             "GetConfiguration": self._on_get_configuration,
             "RemoteStartTransaction": self._on_remote_start,
@@ -145,8 +154,6 @@ class Ocpp16Adapter:
             policy.unlock_on_ev_disconnect = value == "true"
         elif name == "HeartbeatInterval":
             self._heartbeat_changed.set()
-        elif name == "AuthorizationCacheEnabled" and value == "false":
-            self.store.set_setting(CACHE_KEY, "{}")
 
     # -- one connection ---------------------------------------------------------
 
@@ -304,7 +311,7 @@ class Ocpp16Adapter:
                 payload["reservationId"] = tx.reservation_id
             conf = await endpoint.call("StartTransaction", payload)
             self.store.set_csms_tx_id(tx.local_id, str(conf["transactionId"]))
-            self._remember(tx.id_token, conf["idTagInfo"])
+            self.auth.remember(tx.id_token, conf["idTagInfo"])
             if conf["idTagInfo"]["status"] != "Accepted" and self.keys.get_bool(
                 "StopTransactionOnInvalidId"
             ):
@@ -345,7 +352,7 @@ class Ocpp16Adapter:
             stop["transactionData"] = data
         conf = await endpoint.call("StopTransaction", stop)
         if tx.stop_id_token and "idTagInfo" in conf:
-            self._remember(tx.stop_id_token, conf["idTagInfo"])
+            self.auth.remember(tx.stop_id_token, conf["idTagInfo"])
 
     def _transaction_data(self, local_id: int) -> list[dict[str, Any]]:
         """StopTxnSampledData / StopTxnAlignedData values of a transaction (section 9.1)."""
@@ -361,60 +368,6 @@ class Ocpp16Adapter:
             if value is not None:
                 data.append(value)
         return data
-
-    # -- authorization --------------------------------------------------------------
-
-    async def authorize(self, token: IdToken) -> AuthResult:
-        """Local pre-authorization, then the CSMS, then the offline rules (section 3.5)."""
-        if len(token.value) > ID_TAG_MAX:
-            return AuthResult(AuthStatus.INVALID)
-        cached = self._cached(token.value)
-        endpoint = self._endpoint
-        if self.online and endpoint is not None:
-            if cached is not None and cached.accepted and self.keys.get_bool("LocalPreAuthorize"):
-                return cached
-            try:
-                conf = await endpoint.call("Authorize", {"idTag": token.value})
-                return self._remember(token.value, conf["idTagInfo"])
-            except (RpcError, CallTimeout, ConnectionLost) as exc:
-                log.warning("Authorize failed (%s): applying the offline rules", exc)
-        if self.keys.get_bool("LocalAuthorizeOffline") and cached is not None:
-            return cached
-        if self.keys.get_bool("AllowOfflineTxForUnknownId"):
-            return AuthResult(AuthStatus.ACCEPTED)
-        return AuthResult(AuthStatus.INVALID)
-
-    def _cache(self) -> dict[str, dict[str, Any]]:
-        raw = self.store.get_setting(CACHE_KEY)
-        cache: dict[str, dict[str, Any]] = json.loads(raw) if raw else {}
-        return cache
-
-    def _cached(self, id_tag: str) -> AuthResult | None:
-        if not self.keys.get_bool("AuthorizationCacheEnabled"):
-            return None
-        info = self._cache().get(id_tag)
-        if info is None:
-            return None
-        result = self._result(info)
-        if result.expires_at is not None and result.expires_at <= self.clock.now():
-            return AuthResult(AuthStatus.EXPIRED)
-        return result
-
-    def _result(self, info: Mapping[str, Any]) -> AuthResult:
-        expiry = info.get("expiryDate")
-        return AuthResult(
-            status=mapping.AUTH_STATUS.get(info["status"], AuthStatus.INVALID),
-            group_id=info.get("parentIdTag"),
-            expires_at=datetime.fromisoformat(expiry.replace("Z", "+00:00")) if expiry else None,
-        )
-
-    def _remember(self, id_tag: str, info: Mapping[str, Any]) -> AuthResult:
-        """Update the authorization cache from an idTagInfo (section 3.5.1)."""
-        if self.keys.get_bool("AuthorizationCacheEnabled"):
-            cache = self._cache()
-            cache[id_tag] = dict(info)
-            self.store.set_setting(CACHE_KEY, json.dumps(cache))
-        return self._result(info)
 
     # -- CSMS-initiated CALLs ----------------------------------------------------------
 
@@ -491,10 +444,6 @@ class Ocpp16Adapter:
         return {
             "status": {"unlocked": "Unlocked", "failed": "UnlockFailed"}.get(result, "NotSupported")
         }
-
-    async def _on_clear_cache(self, payload: dict[str, Any]) -> dict[str, Any]:
-        self.store.set_setting(CACHE_KEY, "{}")
-        return {"status": "Accepted"}
 
     async def _on_get_configuration(self, payload: dict[str, Any]) -> dict[str, Any]:
         wanted = payload.get("key")
