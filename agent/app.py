@@ -29,12 +29,14 @@ from agent.core.evse import ConnectorSpec, Evse
 from agent.core.ports import Clock, StopReason
 from agent.core.station import Station
 from agent.core.tasks import TaskSet
+from agent.indicators import Feedback
 from agent.ocpp.connection import Backoff, ConnectionState, ConnectionSupervisor
 from agent.ocpp.rpc import Frame
 from agent.ocpp.v16.adapter import Ocpp16Adapter
 from agent.store import Store
 from agent.store.auth import AuthCache, LocalAuthList
 from drivers import registry
+from drivers.indicator import Indicator
 from drivers.interfaces import (
     BoardSupport,
     ConnectorLock,
@@ -84,12 +86,13 @@ class EvseHardware:
     plant: Any = None  # simulator.plant.Plant when simulated
     power_module: PowerModule | None = None
     isolation_monitor: IsolationMonitor | None = None
+    indicator: Indicator | None = None
 
     def drivers(self) -> list[Any]:
         """Every driver instance, each once (a board and a lock may be one object)."""
         seen: list[Any] = []
         for driver in (self.board, self.meter, self.lock, self.reader, self.power_module,
-                       self.isolation_monitor):
+                       self.isolation_monitor, self.indicator):
             if driver is not None and not any(driver is known for known in seen):
                 seen.append(driver)
         return seen
@@ -162,6 +165,7 @@ def build_hardware(
         )
     hardware.power_module = make("power_module", evse.power_module)
     hardware.isolation_monitor = make("isolation_monitor", evse.isolation_monitor)
+    hardware.indicator = make("indicator", evse.indicator)
     return hardware
 
 
@@ -183,6 +187,10 @@ def _simulated_driver(role: str, driver: DriverConfig, where: str) -> Any:
         from simulator.drivers_dc import SimIsolationMonitor
 
         return SimIsolationMonitor()
+    if role == "indicator":
+        from simulator.indicator import SimIndicator
+
+        return SimIndicator()
     raise DriverUnavailable(f"{where}.driver: a 'sim' {role} needs a 'sim' board")
 
 
@@ -229,6 +237,11 @@ class Agent:
             log_frames=config.logging.message_log, mask=config.logging.mask_id_tokens
         )
         self.station = Station(clock=self.clock, journal=self.store, settings=self.store)
+        self.feedback = Feedback(
+            {i: h.indicator for i, h in self.hardware.items() if h.indicator is not None},
+            self.clock,
+        )
+        self.station.subscribe(self.feedback.on_event)
         self.local_list = LocalAuthList(self.store)
         self.auth_cache = AuthCache(self.store, clock=self.clock)
         for evse_config in config.evses:
@@ -337,7 +350,9 @@ class Agent:
         if tap is None or not tap(id_token):
             from agent.core.events import IdToken
 
-            self.station.present_token(evse_id, IdToken(id_token))
+            token = IdToken(id_token)
+            self.feedback.tapped(evse_id, token)
+            self.station.present_token(evse_id, token)
 
     async def run(self, stop: asyncio.Event | None = None) -> Outcome:
         """Run until `stop` is set or a Reset asks for a restart; leave everything safe."""
@@ -345,6 +360,7 @@ class Agent:
         try:
             await self.local_list.purge_stale()  # rows of a list update a crash cut short
             await self.station.start()
+            await self.feedback.start()
             for evse_id, hardware in self.hardware.items():
                 if hardware.reader is not None:
                     await hardware.reader.start(
@@ -409,12 +425,15 @@ class Agent:
         from agent.core.events import IdToken
 
         def sink(read: TokenRead) -> None:
-            self.station.present_token(evse_id, IdToken(read.id_token, read.token_type))
+            token = IdToken(read.id_token, read.token_type)
+            self.feedback.tapped(evse_id, token)  # before the core can answer it
+            self.station.present_token(evse_id, token)
 
         return sink
 
     async def _close(self) -> None:
         await self._tasks.cancel_all()
+        await self.feedback.stop()
         await self.adapter.shutdown()
         for hardware in self.hardware.values():
             for driver in (hardware.reader, hardware.power_module, hardware.isolation_monitor):

@@ -190,6 +190,7 @@ class EvseConfig:
     reader: DriverConfig | None = None
     power_module: DriverConfig | None = None  # DC power stage
     isolation_monitor: DriverConfig | None = None  # DC insulation monitoring (IEC 61557-8)
+    indicator: DriverConfig | None = None  # LED or display: feedback to the driver
 
 
 @dataclass(frozen=True, slots=True)
@@ -550,7 +551,7 @@ def _read_evse(r: NodeReader, node: Node, path: str, evse_id: int) -> EvseConfig
         node,
         path,
         ("id", "connectors", "board", "meter", "lock", "reader", "power_module",
-         "isolation_monitor"),
+         "isolation_monitor", "indicator"),
     )
     _check_position_id(r, m, evse_id, "EVSE")
     connectors: tuple[ConnectorConfig, ...] = (ConnectorConfig(1),)
@@ -574,6 +575,7 @@ def _read_evse(r: NodeReader, node: Node, path: str, evse_id: int) -> EvseConfig
         reader=_read_driver(r, m, "reader"),
         power_module=_read_driver(r, m, "power_module"),
         isolation_monitor=_read_driver(r, m, "isolation_monitor"),
+        indicator=_read_driver(r, m, "indicator"),
     )
 
 

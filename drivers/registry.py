@@ -28,7 +28,7 @@ from typing import Any
 
 ENTRY_POINT_GROUP = "cpagent.drivers"
 
-ROLES = ("board", "meter", "lock", "reader", "power_module", "isolation_monitor")
+ROLES = ("board", "meter", "lock", "reader", "power_module", "isolation_monitor", "indicator")
 
 #: Built-in drivers: (role, name) -> "module:attribute", and the extra that installs
 #: the library it needs.
@@ -38,6 +38,7 @@ BUILTIN: dict[tuple[str, str], tuple[str, str | None]] = {
     ("meter", "modbus"): ("drivers.modbus_meter:ModbusPowerMeter.from_options", "modbus"),
     ("board", "gpio"): ("drivers.gpio_board:GpioBoardSupport.from_options", "gpio"),
     ("lock", "gpio"): ("drivers.gpio_board:GpioConnectorLock.from_options", "gpio"),
+    ("indicator", "gpio"): ("drivers.gpio_indicator:GpioLedIndicator.from_options", "gpio"),
     ("reader", "nfc"): ("drivers.nfc_reader:NfcpyTokenReader.from_options", "nfc"),
     ("power_module", "can"): ("drivers.can_power:CanPowerModule.from_options", "can"),
     ("isolation_monitor", "can"): ("drivers.can_power:CanIsolationMonitor.from_options", "can"),
