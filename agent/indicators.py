@@ -35,10 +35,11 @@ class Feedback:
 
     def on_event(self, event: StationEvent | TokenPresented) -> None:
         """Station listener (and tap hook): feed the EVSE's logic and wake its driver."""
-        logic = self._logic.get(event.evse_id)
-        if logic is not None:
+        evse_id = event.evse_id
+        logic = self._logic.get(evse_id) if evse_id is not None else None
+        if evse_id is not None and logic is not None:
             logic.feed(event, self._clock.now())
-            self._wake[event.evse_id].set()
+            self._wake[evse_id].set()
 
     def tapped(self, evse_id: int, token: IdToken) -> None:
         """A token is about to reach the core: show that it was seen."""

@@ -113,8 +113,31 @@ class PhaseChanged:
     phase: SessionPhase
 
 
+class ReservationEnd(StrEnum):
+    """Why a reservation ended."""
+
+    USED = "used"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    REMOVED = "removed"  # the EVSE became Unavailable or Faulted
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationEnded:
+    """A reservation ended (OCPP 2.0.1 reports expiry and removal to the CSMS)."""
+
+    reservation_id: int
+    evse_id: int | None
+    reason: ReservationEnd
+
+
 StationEvent = (
-    StatusChanged | TxMessageQueued | MeterValuesSampled | AuthorizationOutcome | PhaseChanged
+    StatusChanged
+    | TxMessageQueued
+    | MeterValuesSampled
+    | AuthorizationOutcome
+    | PhaseChanged
+    | ReservationEnded
 )
 
 

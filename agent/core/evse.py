@@ -33,6 +33,7 @@ from agent.core.events import (
 from agent.core.iec61851 import EvEvent, PilotDecoder
 from agent.core.outputs import SAFE, Outputs, derive_outputs
 from agent.core.ports import Clock, SampleContext, StopReason, TransactionJournal, TxRecord
+from agent.core.reservations import OpenGate, ReservationGate
 from agent.core.status import (
     ADVISORY_FAULTS,
     ConnectorStatus,
@@ -102,6 +103,7 @@ class Evse:
         policy: Policy,
         authorizer: Callable[[], Authorizer],
         emit: Callable[[StationEvent], None],
+        reservations: ReservationGate | None = None,
     ) -> None:
         self.id = evse_id
         self.connectors = connectors
@@ -112,6 +114,7 @@ class Evse:
         self.journal = journal
         self.policy = policy
         self._authorizer = authorizer
+        self._reservations: ReservationGate = reservations or OpenGate()
         self._emit = emit
         self.pilot = PilotState.A
         # Active faults by the source that raised them: a code stays active until every
@@ -128,6 +131,7 @@ class Evse:
         self.tx: TxRecord | None = None
         self.token: IdToken | None = None
         self.token_group: str | None = None  # the group (parent id) of the token
+        self._token_result: AuthResult | None = None
         self.last_sample: MeterSample | None = None
         self.commanded: Outputs = SAFE
         self._decoder = PilotDecoder()
@@ -386,6 +390,8 @@ class Evse:
             return False
         if self.state == SessionPhase.AUTHORIZED:
             return False
+        if not authorize and not self._reservations.admits(self.id, token, None):
+            return False  # reserved for someone else (OCPP 1.6 section 5.11)
         self._authorizing = True
         self._tasks.spawn(
             self._authorize_and_go(token, check=authorize), name=f"evse-{self.id}-remote"
@@ -405,8 +411,11 @@ class Evse:
                 result = AuthResult(AuthStatus.ACCEPTED)
         finally:
             self._authorizing = False
+        if result.accepted and not self._reservations.admits(self.id, token, result):
+            log.info("EVSE %s: reserved for another token", self.id)
+            result = AuthResult(AuthStatus.INVALID, result.group_id, result.expires_at)
         if result.accepted:
-            self._inbox.put_nowait(lambda: self._authorized(token, result.group_id))
+            self._inbox.put_nowait(lambda: self._authorized(token, result))
         self._emit(AuthorizationOutcome(self.id, token, result))
 
     async def _group_stop(self, token: IdToken) -> None:
@@ -420,10 +429,10 @@ class Evse:
         if same_group:
             self._inbox.put_nowait(lambda: self._stop(StopReason.LOCAL, token.value))
 
-    async def _authorized(self, token: IdToken, group_id: str | None) -> None:
+    async def _authorized(self, token: IdToken, result: AuthResult) -> None:
         if not self.available_for_new_session():
             return
-        self.token, self.token_group = token, group_id
+        self.token, self.token_group, self._token_result = token, result.group_id, result
         if not await self.authorize():  # type: ignore[attr-defined]
             self.token = self.token_group = None
 
@@ -480,6 +489,7 @@ class Evse:
             # Never bill from a made-up register: the transition does not happen.
             raise RuntimeError("the meter has given no reading yet; transaction not started")
         now = self.clock.now()
+        reservation_id = self._reservations.use(self.id, token, self._token_result)
         self.tx = self.journal.begin_transaction(
             evse_id=self.id,
             connector_id=self.connectors[0].id,
@@ -487,6 +497,7 @@ class Evse:
             token_type=token.type,
             started_at=now,
             meter_start_wh=sample.energy_import_wh,
+            reservation_id=reservation_id,
         )
         self._emit(TxMessageQueued(self.id, self.tx.local_id))
         if self.lock is not None and not await self._drive_lock(True):

@@ -8,6 +8,7 @@ transactions interrupted by a power cut.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -18,15 +19,19 @@ from agent.core.events import (
     AuthStatus,
     IdToken,
     MeterValuesSampled,
+    ReservationEnd,
+    ReservationEnded,
     StationEvent,
+    StatusChanged,
     TxMessageQueued,
     UnlockResult,
     sample_payload,
 )
 from agent.core.evse import Evse, Policy
 from agent.core.ports import Clock, SampleContext, SettingsStore, StopReason, TransactionJournal
+from agent.core.reservations import Reservation, ReservationBook, ReserveResult
 from agent.core.session import build_machine
-from agent.core.status import SessionPhase
+from agent.core.status import ConnectorStatus, SessionPhase
 from agent.core.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -62,6 +67,8 @@ class Station:
         self._listeners: list[Listener] = []
         self._machine = build_machine()
         self._tasks = TaskSet("station")
+        self.reservations = ReservationBook(settings)
+        self._reservations_changed = asyncio.Event()
         for evse in evses or []:
             self.add_evse(evse)
 
@@ -69,6 +76,7 @@ class Station:
         """Register an EVSE (built with this station's policy, emit and authorizer)."""
         self.evses[evse.id] = evse
         self._machine.add_model(evse)
+        evse.reserved = self.reservations.for_evse(evse.id) is not None
         evse.operative = self.settings.get_setting(f"core.availability.{evse.id}") != "Inoperative"
 
     def evse_kwargs(self) -> dict[str, object]:
@@ -79,6 +87,7 @@ class Station:
             "policy": self.policy,
             "authorizer": lambda: self.authorizer,
             "emit": self.emit,
+            "reservations": self,
         }
 
     # -- events ----------------------------------------------------------------
@@ -90,6 +99,13 @@ class Station:
 
     def emit(self, event: StationEvent) -> None:
         """Hand an event to every listener (listeners must not block)."""
+        if isinstance(event, StatusChanged) and event.status in (
+            ConnectorStatus.FAULTED,
+            ConnectorStatus.UNAVAILABLE,
+        ):
+            held = self.reservations.for_evse(event.evse_id)
+            if held is not None:  # OCPP 2.0.1 H01.FR.?: a reservation ends with the EVSE
+                self._end_reservation(held, ReservationEnd.REMOVED)
         for listener in list(self._listeners):
             try:
                 listener(event)
@@ -104,6 +120,7 @@ class Station:
         for evse in self.evses.values():
             await evse.start()
         self._tasks.spawn(self._aligned_sampler(), name="aligned-sampler")
+        self._tasks.spawn(self._expire_reservations(), name="reservation-expiry")
 
     async def shutdown(self) -> None:
         """Stop everything and leave the hardware safe."""
@@ -184,6 +201,115 @@ class Station:
     def transaction_running(self) -> bool:
         """Whether any EVSE has a transaction."""
         return any(evse.tx is not None for evse in self.evses.values())
+
+    # -- reservations ----------------------------------------------------------------
+
+    def reserve(self, reservation: Reservation) -> ReserveResult:
+        """Hold an EVSE (or, with evse_id None, any one EVSE) for a token until expiry."""
+        book = self.reservations
+        if reservation.evse_id is not None:
+            evse = self.evses.get(reservation.evse_id)
+            if evse is None:
+                return ReserveResult.REJECTED
+            if evse.blocking_faults:
+                return ReserveResult.FAULTED
+            if not evse.operative:
+                return ReserveResult.UNAVAILABLE
+            holder = book.for_evse(evse.id)
+            busy = evse.state != SessionPhase.IDLE or evse.authorizing
+            if busy or (holder is not None and holder.id != reservation.id):
+                return ReserveResult.OCCUPIED
+        else:
+            others = [r for r in book.station_wide() if r.id != reservation.id]
+            if len(self._free_evses()) <= len(others):
+                return self._why_not_free()
+        previous = book.get(reservation.id)
+        book.add(reservation)
+        self._apply_reservations(previous.evse_id if previous else None, reservation.evse_id)
+        return ReserveResult.ACCEPTED
+
+    def cancel_reservation(self, reservation_id: int) -> bool:
+        """Cancel a reservation; False if there is none with that id."""
+        reservation = self.reservations.get(reservation_id)
+        if reservation is None:
+            return False
+        self._end_reservation(reservation, ReservationEnd.CANCELLED)
+        return True
+
+    def admits(self, evse_id: int, token: IdToken, result: AuthResult | None) -> bool:
+        """ReservationGate: may this token start on this EVSE now?"""
+        held = self.reservations.for_evse(evse_id)
+        if held is not None:
+            return held.admits(token, result)
+        station_wide = self.reservations.station_wide()
+        if not station_wide or any(r.admits(token, result) for r in station_wide):
+            return True
+        free_after = [e for e in self._free_evses() if e.id != evse_id]
+        return len(free_after) >= len(station_wide)
+
+    def use(self, evse_id: int, token: IdToken, result: AuthResult | None) -> int | None:
+        """ReservationGate: consume the reservation this session fulfils."""
+        held = self.reservations.for_evse(evse_id)
+        candidates = [held] if held is not None else self.reservations.station_wide()
+        for reservation in candidates:
+            if reservation.admits(token, result):
+                self._end_reservation(reservation, ReservationEnd.USED)
+                return reservation.id
+        return None
+
+    def _free_evses(self) -> list[Evse]:
+        """EVSEs anyone could start on now (idle, operative, fault-free, not reserved)."""
+        return [
+            e
+            for e in self.evses.values()
+            if e.state == SessionPhase.IDLE
+            and e.operative
+            and not e.blocking_faults
+            and self.reservations.for_evse(e.id) is None
+        ]
+
+    def _why_not_free(self) -> ReserveResult:
+        evses = list(self.evses.values())
+        if all(e.blocking_faults for e in evses):
+            return ReserveResult.FAULTED
+        if all(not e.operative for e in evses):
+            return ReserveResult.UNAVAILABLE
+        return ReserveResult.OCCUPIED
+
+    def _end_reservation(self, reservation: Reservation, reason: ReservationEnd) -> None:
+        if self.reservations.remove(reservation.id) is None:
+            return
+        self._apply_reservations(reservation.evse_id)
+        self.emit(ReservationEnded(reservation.id, reservation.evse_id, reason))
+
+    def _apply_reservations(self, *evse_ids: int | None) -> None:
+        """Show the book on the EVSEs (Reserved status) and re-arm the expiry timer."""
+        for evse_id in evse_ids:
+            evse = self.evses.get(evse_id) if evse_id is not None else None
+            if evse is not None:
+                evse.reserved = self.reservations.for_evse(evse.id) is not None
+                evse.publish_status()
+        self._reservations_changed.set()
+
+    async def _expire_reservations(self) -> None:
+        """End reservations at their expiry time."""
+        while True:
+            self._reservations_changed.clear()
+            for reservation in self.reservations.expired(self.clock.now()):
+                self._end_reservation(reservation, ReservationEnd.EXPIRED)
+            upcoming = self.reservations.all()
+            if not upcoming:
+                await self._reservations_changed.wait()
+                continue
+            delay = (upcoming[0].expires_at - self.clock.now()).total_seconds()
+            sleeping = asyncio.ensure_future(self.clock.sleep(delay))
+            changed = asyncio.ensure_future(self._reservations_changed.wait())
+            try:
+                await asyncio.wait({sleeping, changed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in (sleeping, changed):
+                    waiter.cancel()
+                await asyncio.gather(sleeping, changed, return_exceptions=True)
 
     # -- clock-aligned metering --------------------------------------------------------
 

@@ -64,6 +64,7 @@ BOOLEAN_KEYS = {
     "AuthorizationCacheEnabled",
     "AuthorizeRemoteTxRequests",
     "LocalAuthListEnabled",  # section 9.2, Local Auth List Management profile
+    "ReserveConnectorZeroSupported",  # section 9.5, Reservation profile
     "LocalAuthorizeOffline",
     "LocalPreAuthorize",
     "StopTransactionOnEVSideDisconnect",

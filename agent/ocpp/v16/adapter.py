@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from agent.core.events import (
@@ -23,6 +24,7 @@ from agent.core.events import (
     TxMessageQueued,
 )
 from agent.core.ports import Clock, OutboxEntry, SampleContext, StopReason, TxEventKind
+from agent.core.reservations import Reservation
 from agent.core.station import Station
 from agent.core.status import ConnectorStatus
 from agent.core.tasks import TaskSet
@@ -111,6 +113,7 @@ class Ocpp16Adapter:
         return {
             "ChangeAvailability": self._on_change_availability,
             "ChangeConfiguration": self._on_change_configuration,
+            "CancelReservation": self._on_cancel_reservation,
             "ClearCache": self.auth.on_clear_cache,
             "GetLocalListVersion": self.auth.on_get_local_list_version,
             "SendLocalList": self.auth.on_send_local_list,
@@ -118,6 +121,7 @@ class Ocpp16Adapter:
             "GetConfiguration": self._on_get_configuration,
             "RemoteStartTransaction": self._on_remote_start,
             "RemoteStopTransaction": self._on_remote_stop,
+            "ReserveNow": self._on_reserve_now,
             "Reset": self._on_reset,
             "UnlockConnector": self._on_unlock_connector,
         }
@@ -400,6 +404,31 @@ class Ocpp16Adapter:
                 )
                 return {"status": "Accepted"}
         return {"status": "Rejected"}
+
+    async def _on_reserve_now(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """ReserveNow.req (section 5.13); connector 0 reserves any one connector."""
+        connector = int(payload["connectorId"])
+        expires_at = datetime.fromisoformat(payload["expiryDate"].replace("Z", "+00:00"))
+        if connector == 0 and not self.keys.get_bool("ReserveConnectorZeroSupported"):
+            return {"status": "Rejected"}
+        evse_id = self._evse_of(connector) if connector else None
+        if (connector and evse_id is None) or expires_at <= self.clock.now():
+            return {"status": "Rejected"}
+        result = self.station.reserve(
+            Reservation(
+                id=int(payload["reservationId"]),
+                id_token=payload["idTag"],
+                expires_at=expires_at,
+                evse_id=evse_id,
+                group_id=payload.get("parentIdTag"),
+            )
+        )
+        return {"status": mapping.RESERVE_RESULTS[result]}
+
+    async def _on_cancel_reservation(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """CancelReservation.req (section 5.1)."""
+        cancelled = self.station.cancel_reservation(int(payload["reservationId"]))
+        return {"status": "Accepted" if cancelled else "Rejected"}
 
     async def _on_reset(self, payload: dict[str, Any]) -> AfterReply:
         hard = payload["type"] == "Hard"

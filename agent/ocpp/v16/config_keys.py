@@ -60,6 +60,7 @@ KEYS: tuple[Key, ...] = (
     Key("MeterValuesSampledDataMaxLength", Kind.INT, str(LIST_MAX), readonly=True),
     Key("MeterValueSampleInterval", Kind.INT, "60"),
     Key("NumberOfConnectors", Kind.INT, "1", readonly=True),
+    Key("ReserveConnectorZeroSupported", Kind.BOOL, "true", readonly=True),  # section 9.5
     Key("ResetRetries", Kind.INT, "1"),
     Key("StopTransactionOnEVSideDisconnect", Kind.BOOL, "true"),
     Key("StopTransactionOnInvalidId", Kind.BOOL, "true"),
@@ -68,7 +69,12 @@ KEYS: tuple[Key, ...] = (
     Key("StopTxnSampledData", Kind.MEASURANDS, ""),
     Key("StopTxnSampledDataMaxLength", Kind.INT, str(LIST_MAX), readonly=True),
     Key("SendLocalListMaxLength", Kind.INT, "1000", readonly=True),
-    Key("SupportedFeatureProfiles", Kind.CSL, "Core,LocalAuthListManagement", readonly=True),
+    Key(
+        "SupportedFeatureProfiles",
+        Kind.CSL,
+        "Core,LocalAuthListManagement,Reservation",
+        readonly=True,
+    ),
     Key("SupportedFeatureProfilesMaxLength", Kind.INT, "6", readonly=True),
     Key("TransactionMessageAttempts", Kind.INT, "3", minimum=1),
     Key("TransactionMessageRetryInterval", Kind.INT, "30"),

@@ -13,6 +13,7 @@ from typing import Any
 
 from agent.core.events import AuthStatus, sample_from_payload
 from agent.core.ports import SampleContext, StopReason
+from agent.core.reservations import ReserveResult
 from agent.core.status import ConnectorStatus
 from drivers.types import FaultCode, MeterSample
 
@@ -60,6 +61,15 @@ AUTH_STATUS: dict[str, AuthStatus] = {
     "Expired": AuthStatus.EXPIRED,
     "Invalid": AuthStatus.INVALID,
     "ConcurrentTx": AuthStatus.CONCURRENT_TX,
+}
+
+#: ReserveNow.conf status for each reservation answer (section 7.40).
+RESERVE_RESULTS: dict[ReserveResult, str] = {
+    ReserveResult.ACCEPTED: "Accepted",
+    ReserveResult.FAULTED: "Faulted",
+    ReserveResult.OCCUPIED: "Occupied",
+    ReserveResult.REJECTED: "Rejected",
+    ReserveResult.UNAVAILABLE: "Unavailable",
 }
 
 READING_CONTEXT: dict[str, str] = {
