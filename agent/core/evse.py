@@ -30,12 +30,12 @@ from agent.core.events import (
     UnlockResult,
     sample_payload,
 )
+from agent.core.faults import FaultSet
 from agent.core.iec61851 import EvEvent, PilotDecoder
 from agent.core.outputs import SAFE, Outputs, derive_outputs
 from agent.core.ports import Clock, SampleContext, StopReason, TransactionJournal, TxRecord
 from agent.core.reservations import OpenGate, ReservationGate
 from agent.core.status import (
-    ADVISORY_FAULTS,
     ConnectorStatus,
     SessionPhase,
     StatusInputs,
@@ -117,10 +117,7 @@ class Evse:
         self._reservations: ReservationGate = reservations or OpenGate()
         self._emit = emit
         self.pilot = PilotState.A
-        # Active faults by the source that raised them: a code stays active until every
-        # source that raised it has cleared it (the board's pilot fault and the decoder's
-        # are the same code from two witnesses).
-        self._fault_sources: dict[FaultCode, set[str]] = {}
+        self._faults = FaultSet(f"EVSE {evse_id}")
         self.contactor_feedback: bool | None = None
         self.operative = True
         self.pending_operative: bool | None = None  # a Scheduled availability change
@@ -143,6 +140,8 @@ class Evse:
         self._authorizing = False
         self._board_failed = False
         self._settling = False  # the lifecycle worker has queued or running work
+        self._reading_since_open = False  # last_sample taken with the contactor open
+        self._closes = 0  # contactor close commands so far
 
     # -- running -----------------------------------------------------------------
 
@@ -213,12 +212,12 @@ class Evse:
     @property
     def faults(self) -> frozenset[FaultCode]:
         """The active faults, whatever raised them."""
-        return frozenset(self._fault_sources)
+        return self._faults.active
 
     @property
     def blocking_faults(self) -> frozenset[FaultCode]:
         """The active faults that stop energy (all but the advisory ones)."""
-        return self.faults - ADVISORY_FAULTS
+        return self._faults.blocking
 
     def fault_sink(self, source: str) -> Callable[[BoardEvent], None]:
         """A sink for another driver's events (a DC module, an IMD): its faults count
@@ -232,18 +231,7 @@ class Evse:
         return sink
 
     def _set_fault(self, code: FaultCode, active: bool, detail: str = "", *, source: str) -> None:
-        sources = self._fault_sources.get(code, set())
-        if active and source not in sources:
-            if not sources:
-                log.warning("EVSE %s: fault %s (%s) %s", self.id, code, source, detail)
-            self._fault_sources[code] = sources | {source}
-        elif not active and source in sources:
-            remaining = sources - {source}
-            if remaining:
-                self._fault_sources[code] = remaining
-            else:
-                log.info("EVSE %s: fault %s cleared", self.id, code)
-                del self._fault_sources[code]
+        self._faults.set(code, active, source=source, detail=detail)
         self._outputs_dirty.set()
 
     def desired_outputs(self) -> Outputs:
@@ -272,6 +260,8 @@ class Evse:
                 else:
                     await self.board.pwm_on(desired.duty_percent)
             if desired.contactor_closed and not current.contactor_closed:
+                self._reading_since_open = False
+                self._closes += 1
                 await self.board.set_contactor(True)
             self.commanded = desired
             if self._board_failed:
@@ -303,7 +293,7 @@ class Evse:
             return
         outputs = self.desired_outputs()
         faults = self.blocking_faults
-        advisory = primary_fault(self.faults & ADVISORY_FAULTS)
+        advisory = primary_fault(self._faults.advisory)
         fault = primary_fault(faults)
         for index, connector in enumerate(self.connectors):
             phase = self.state if index == 0 else SessionPhase.IDLE
@@ -484,7 +474,10 @@ class Evse:
         token = self.token
         if token is None:
             raise RuntimeError("no authorized token")
-        sample = await self.read_meter()
+        # With the contactor open since the last reading, no energy can have flowed: that
+        # reading is the register now, and the tap need not wait for the meter.
+        frozen = self._reading_since_open and self.last_sample is not None
+        sample = self.last_sample if frozen else await self.read_meter()
         if sample is None:
             # Never bill from a made-up register: the transition does not happen.
             raise RuntimeError("the meter has given no reading yet; transaction not started")
@@ -559,6 +552,10 @@ class Evse:
 
     async def read_meter(self) -> MeterSample | None:
         """A fresh reading, or the last good one while the meter does not answer."""
+        # A reading stands for "the register now" while the contactor stays open, if it
+        # was open for the whole read (no close in between).
+        open_throughout = not self.commanded.contactor_closed
+        closes = self._closes
         try:
             sample = await self.meter.read()
         except DriverError as exc:
@@ -570,6 +567,7 @@ class Evse:
             self._set_fault(FaultCode.METER_LOST, False, source="meter")
             self.publish_status()
         self.last_sample = sample
+        self._reading_since_open = open_throughout and closes == self._closes
         return sample
 
     async def _idle_meter_watch(self) -> None:

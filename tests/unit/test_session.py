@@ -516,6 +516,9 @@ async def test_shutdown_during_a_transition_completes_and_leaves_the_hardware_sa
     rig.plant.plug_in(SimEv())
     await rig.wait_status(S.PREPARING)
     rig.meter.answer = asyncio.Event()  # the transaction start waits for the meter
+    # ...when it has no reading taken since the contactor last opened (otherwise that
+    # reading is the register and the start does not wait): forget it.
+    rig.evse._reading_since_open = False
     reads = rig.meter.reads
     rig.station.present_token(1, TAG)
     await wait_until(lambda: rig.meter.reads > reads, "transaction start reading the meter")
@@ -610,3 +613,17 @@ async def test_a_reader_failure_is_reported_but_does_not_stop_charging(rig: Rig)
     assert rig.evse.statuses()[1] == (S.CHARGING, FaultCode.READER_FAILURE)
     report(FaultEvent(FaultCode.READER_FAILURE, False))
     await wait_until(lambda: rig.evse.statuses()[1] == (S.CHARGING, None), "cleared")
+
+
+async def test_the_start_uses_a_reading_taken_with_the_contactor_open(rig: Rig) -> None:
+    """With the contactor open since the last reading no energy can have flowed, so the
+    transaction starts on that reading without waiting for the meter (tap latency)."""
+    rig.plant.plug_in(SimEv())
+    await rig.wait_status(S.PREPARING)
+    rig.meter.answer = asyncio.Event()  # a meter that would make the start wait
+    reads = rig.meter.reads
+    rig.station.present_token(1, TAG)
+    await rig.wait_status(S.CHARGING)
+    assert rig.meter.reads == reads
+    assert rig.tx().meter_start_wh == METER_START_WH
+    rig.meter.answer.set()
