@@ -91,8 +91,15 @@ class EvseHardware:
     def drivers(self) -> list[Any]:
         """Every driver instance, each once (a board and a lock may be one object)."""
         seen: list[Any] = []
-        for driver in (self.board, self.meter, self.lock, self.reader, self.power_module,
-                       self.isolation_monitor, self.indicator):
+        for driver in (
+            self.board,
+            self.meter,
+            self.lock,
+            self.reader,
+            self.power_module,
+            self.isolation_monitor,
+            self.indicator,
+        ):
             if driver is not None and not any(driver is known for known in seen):
                 seen.append(driver)
         return seen

@@ -550,8 +550,17 @@ def _read_evse(r: NodeReader, node: Node, path: str, evse_id: int) -> EvseConfig
     m = r.mapping(
         node,
         path,
-        ("id", "connectors", "board", "meter", "lock", "reader", "power_module",
-         "isolation_monitor", "indicator"),
+        (
+            "id",
+            "connectors",
+            "board",
+            "meter",
+            "lock",
+            "reader",
+            "power_module",
+            "isolation_monitor",
+            "indicator",
+        ),
     )
     _check_position_id(r, m, evse_id, "EVSE")
     connectors: tuple[ConnectorConfig, ...] = (ConnectorConfig(1),)

@@ -432,6 +432,7 @@ class Ocpp16Adapter:
 
     async def _on_reset(self, payload: dict[str, Any]) -> AfterReply:
         hard = payload["type"] == "Hard"
+
         def reset() -> None:
             self._tasks.spawn(self._reset(hard), name="reset")
 
