@@ -32,15 +32,16 @@ from agent.core.events import (
 )
 from agent.core.faults import FaultSet
 from agent.core.iec61851 import EvEvent, PilotDecoder
+from agent.core.metering import MeterReader
 from agent.core.outputs import SAFE, Outputs, derive_outputs
+from agent.core.policy import Policy
 from agent.core.ports import Clock, SampleContext, StopReason, TransactionJournal, TxRecord
 from agent.core.reservations import OpenGate, ReservationGate
 from agent.core.status import (
     ConnectorStatus,
     SessionPhase,
     StatusInputs,
-    derive_status,
-    primary_fault,
+    connector_statuses,
 )
 from agent.core.tasks import TaskSet
 from drivers.interfaces import BoardSupport, ConnectorLock, DriverError, PowerMeter
@@ -74,17 +75,6 @@ class ConnectorSpec:
     phases: int
 
 
-@dataclass(slots=True)
-class Policy:
-    """Runtime behaviour the CSMS may tune (each adapter maps its own keys onto it)."""
-
-    stop_tx_on_ev_disconnect: bool = True
-    unlock_on_ev_disconnect: bool = True
-    connection_timeout_s: float = 60.0
-    sample_interval_s: float = 0.0
-    aligned_interval_s: float = 0.0
-
-
 class Evse:
     """The model of one EVSE in the shared session machine, plus its drivers."""
 
@@ -108,7 +98,6 @@ class Evse:
         self.id = evse_id
         self.connectors = connectors
         self.board = board
-        self.meter = meter
         self.lock = lock
         self.clock = clock
         self.journal = journal
@@ -129,7 +118,11 @@ class Evse:
         self.token: IdToken | None = None
         self.token_group: str | None = None  # the group (parent id) of the token
         self._token_result: AuthResult | None = None
-        self.last_sample: MeterSample | None = None
+        self.metering = MeterReader(
+            meter,
+            contactor_closed=lambda: self.commanded.contactor_closed,
+            report_lost=self._meter_lost,
+        )
         self.commanded: Outputs = SAFE
         self._decoder = PilotDecoder()
         self._statuses: dict[int, tuple[ConnectorStatus, FaultCode | None]] = {}
@@ -140,8 +133,6 @@ class Evse:
         self._authorizing = False
         self._board_failed = False
         self._settling = False  # the lifecycle worker has queued or running work
-        self._reading_since_open = False  # last_sample taken with the contactor open
-        self._closes = 0  # contactor close commands so far
 
     # -- running -----------------------------------------------------------------
 
@@ -260,8 +251,7 @@ class Evse:
                 else:
                     await self.board.pwm_on(desired.duty_percent)
             if desired.contactor_closed and not current.contactor_closed:
-                self._reading_since_open = False
-                self._closes += 1
+                self.metering.contactor_closing()
                 await self.board.set_contactor(True)
             self.commanded = desired
             if self._board_failed:
@@ -291,33 +281,20 @@ class Evse:
         """
         if self._settling:
             return
-        outputs = self.desired_outputs()
-        faults = self.blocking_faults
-        advisory = primary_fault(self._faults.advisory)
-        fault = primary_fault(faults)
-        for index, connector in enumerate(self.connectors):
-            phase = self.state if index == 0 else SessionPhase.IDLE
-            status = derive_status(
-                StatusInputs(
-                    phase=phase,
-                    pilot=self.pilot,
-                    offering=outputs.offering,
-                    faults=faults,
-                    operative=self.operative,
-                    reserved=self.reserved,
-                )
-            )
-            if (
-                index > 0
-                and self.state != SessionPhase.IDLE
-                and status == ConnectorStatus.AVAILABLE
-            ):
-                status = ConnectorStatus.UNAVAILABLE  # the EVSE is busy on another connector
-            value = (status, fault if status == ConnectorStatus.FAULTED else advisory)
-            if self._statuses.get(connector.id) != value:
-                self._statuses[connector.id] = value
+        inputs = StatusInputs(
+            phase=self.state,
+            pilot=self.pilot,
+            offering=self.desired_outputs().offering,
+            faults=self.blocking_faults,
+            operative=self.operative,
+            reserved=self.reserved,
+        )
+        ids = tuple(connector.id for connector in self.connectors)
+        for connector_id, value in connector_statuses(inputs, ids, self._faults.advisory).items():
+            if self._statuses.get(connector_id) != value:
+                self._statuses[connector_id] = value
                 self._emit(
-                    StatusChanged(self.id, connector.id, value[0], value[1], self.clock.now())
+                    StatusChanged(self.id, connector_id, value[0], value[1], self.clock.now())
                 )
 
     def status(self, connector_id: int = 1) -> ConnectorStatus:
@@ -474,10 +451,7 @@ class Evse:
         token = self.token
         if token is None:
             raise RuntimeError("no authorized token")
-        # With the contactor open since the last reading, no energy can have flowed: that
-        # reading is the register now, and the tap need not wait for the meter.
-        frozen = self._reading_since_open and self.last_sample is not None
-        sample = self.last_sample if frozen else await self.read_meter()
+        sample = await self.metering.register()  # no wait when the contactor stayed open
         if sample is None:
             # Never bill from a made-up register: the transition does not happen.
             raise RuntimeError("the meter has given no reading yet; transaction not started")
@@ -550,25 +524,27 @@ class Evse:
 
     # -- metering ----------------------------------------------------------------
 
+    @property
+    def meter(self) -> PowerMeter:
+        """The EVSE's meter driver."""
+        return self.metering.meter
+
+    @meter.setter
+    def meter(self, meter: PowerMeter) -> None:
+        self.metering.meter = meter
+
+    @property
+    def last_sample(self) -> MeterSample | None:
+        """The last good meter reading."""
+        return self.metering.last_sample
+
     async def read_meter(self) -> MeterSample | None:
         """A fresh reading, or the last good one while the meter does not answer."""
-        # A reading stands for "the register now" while the contactor stays open, if it
-        # was open for the whole read (no close in between).
-        open_throughout = not self.commanded.contactor_closed
-        closes = self._closes
-        try:
-            sample = await self.meter.read()
-        except DriverError as exc:
-            if FaultCode.METER_LOST not in self.faults:
-                self._set_fault(FaultCode.METER_LOST, True, str(exc), source="meter")
-                self.publish_status()
-            return self.last_sample
-        if FaultCode.METER_LOST in self.faults:
-            self._set_fault(FaultCode.METER_LOST, False, source="meter")
-            self.publish_status()
-        self.last_sample = sample
-        self._reading_since_open = open_throughout and closes == self._closes
-        return sample
+        return await self.metering.read()
+
+    def _meter_lost(self, lost: bool, detail: str) -> None:
+        self._set_fault(FaultCode.METER_LOST, lost, detail, source="meter")
+        self.publish_status()
 
     async def _idle_meter_watch(self) -> None:
         """Read the meter now and then outside transactions, so that a dead meter faults

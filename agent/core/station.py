@@ -27,7 +27,8 @@ from agent.core.events import (
     UnlockResult,
     sample_payload,
 )
-from agent.core.evse import Evse, Policy
+from agent.core.evse import Evse
+from agent.core.policy import Policy
 from agent.core.ports import Clock, SampleContext, SettingsStore, StopReason, TransactionJournal
 from agent.core.reservations import Reservation, ReservationBook, ReserveResult
 from agent.core.session import build_machine

@@ -11,7 +11,7 @@ The vocabulary is OCPP 1.6's richer set; an adapter for a version with fewer sta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from drivers.types import FaultCode, PilotState
@@ -88,3 +88,27 @@ def primary_fault(faults: frozenset[FaultCode]) -> FaultCode | None:
         if code in faults:
             return code
     return None
+
+
+def connector_statuses(
+    inputs: StatusInputs,
+    connector_ids: tuple[int, ...],
+    advisory: frozenset[FaultCode] = frozenset(),
+) -> dict[int, tuple[ConnectorStatus, FaultCode | None]]:
+    """Status and reported fault of every connector of one EVSE.
+
+    The session uses the first connector; the others are Unavailable while it is busy.
+    A Faulted connector reports its blocking fault, any other an advisory one (or none).
+    """
+    fault = primary_fault(inputs.faults)
+    notice = primary_fault(advisory)
+    result: dict[int, tuple[ConnectorStatus, FaultCode | None]] = {}
+    for index, connector_id in enumerate(connector_ids):
+        if index == 0:
+            status = derive_status(inputs)
+        else:
+            status = derive_status(replace(inputs, phase=SessionPhase.IDLE))
+            if inputs.phase != SessionPhase.IDLE and status == ConnectorStatus.AVAILABLE:
+                status = ConnectorStatus.UNAVAILABLE
+        result[connector_id] = (status, fault if status == ConnectorStatus.FAULTED else notice)
+    return result

@@ -518,7 +518,7 @@ async def test_shutdown_during_a_transition_completes_and_leaves_the_hardware_sa
     rig.meter.answer = asyncio.Event()  # the transaction start waits for the meter
     # ...when it has no reading taken since the contactor last opened (otherwise that
     # reading is the register and the start does not wait): forget it.
-    rig.evse._reading_since_open = False
+    rig.evse.metering.forget_exactness()
     reads = rig.meter.reads
     rig.station.present_token(1, TAG)
     await wait_until(lambda: rig.meter.reads > reads, "transaction start reading the meter")
