@@ -3,10 +3,12 @@
 Target (issue 7): p99 below 10 ms under load. What is timed is the agent's own path:
 from the moment the board driver hands a FaultEvent to its sink to the moment the agent
 calls `set_contactor(False)` on the driver (the simulated board's fault injection stands
-for the driver noticing the fault). The agent runs on simulated hardware,
-charging, connected to a CSMS in another process; "under load" that CSMS sends CALLs
-back to back (GetConfiguration of every key, DataTransfer with 64 KiB of data), so the
-event loop is busy parsing, validating and answering OCPP while faults arrive.
+for the driver noticing the fault). The agent runs on simulated hardware, charging,
+connected to a CSMS in another process; "under OCPP load" that CSMS sends CALLs back to
+back (GetConfiguration of every key, DataTransfer with 64 KiB of data), and under "10k
+local lists" it sends full SendLocalList updates of 10,000 entries back to back (issue 7:
+"for example while a 10,000-entry local list ... is processed"), so the event loop is
+busy parsing, validating, storing and answering OCPP while faults arrive.
 
     python bench/fault_to_contactor.py [--samples 300] [--json out.json]
 
@@ -45,7 +47,7 @@ def _free_port() -> int:
         return port
 
 
-async def _measure(samples: int, load: bool) -> list[float]:
+async def _measure(samples: int, load: str | None) -> list[float]:
     port = _free_port()
     csms = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -53,7 +55,7 @@ async def _measure(samples: int, load: bool) -> list[float]:
         str(port),
         CP_ID,
         "3600",
-        *(["--load"] if load else []),
+        *([load] if load else []),
         stdout=asyncio.subprocess.PIPE,
     )
     assert csms.stdout is not None
@@ -119,7 +121,12 @@ async def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results: dict[str, Any] = {}
-    for name, load in (("idle", False), ("under OCPP load", True)):
+    conditions = (
+        ("idle", None),
+        ("under OCPP load", "--load"),
+        ("10k local lists", "--list-load"),
+    )
+    for name, load in conditions:
         results[name] = _figures(await _measure(args.samples, load))
     print(
         f"fault event -> contactor open command (target: p99 < {TARGET_P99_MS:.0f} ms under load)"
@@ -130,8 +137,9 @@ async def main() -> None:
             f"{name:<18} {figures['p50_ms']:8.3f} {figures['p99_ms']:8.3f} "
             f"{figures['max_ms']:8.3f} {figures['samples']:5d}"
         )
-    verdict = "meets" if results["under OCPP load"]["p99_ms"] < TARGET_P99_MS else "MISSES"
-    print(f"under load p99 {verdict} the target")
+    for name in ("under OCPP load", "10k local lists"):
+        verdict = "meets" if results[name]["p99_ms"] < TARGET_P99_MS else "MISSES"
+        print(f"{name}: p99 {verdict} the target")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

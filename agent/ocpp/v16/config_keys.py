@@ -68,7 +68,7 @@ KEYS: tuple[Key, ...] = (
     Key("StopTxnAlignedDataMaxLength", Kind.INT, str(LIST_MAX), readonly=True),
     Key("StopTxnSampledData", Kind.MEASURANDS, ""),
     Key("StopTxnSampledDataMaxLength", Kind.INT, str(LIST_MAX), readonly=True),
-    Key("SendLocalListMaxLength", Kind.INT, "1000", readonly=True),
+    Key("SendLocalListMaxLength", Kind.INT, "10000", readonly=True),
     Key(
         "SupportedFeatureProfiles",
         Kind.CSL,
