@@ -31,7 +31,6 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -209,23 +208,10 @@ def _unique_tokens(tokens: Iterable[str]) -> set[str]:
     return seen
 
 
-@contextmanager
-def _writing(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """Run the block as one write transaction, committed before returning (as Store does)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
 def _connection(store: Store) -> sqlite3.Connection:
     """The store's connection, with this module's tables created if missing."""
     conn = store.connection
-    with _writing(conn):
+    with store.writing():
         for statement in _SCHEMA:
             conn.execute(statement)
     return conn
@@ -245,6 +231,7 @@ class LocalAuthList:
         """Use `store`'s database; raise ValueError if `chunk_rows` < 1."""
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+        self._store = store
         self._conn = _connection(store)
         self._chunk_rows = chunk_rows
         self._lock = asyncio.Lock()
@@ -292,7 +279,7 @@ class LocalAuthList:
             old_gen = self._meta()[0]
             staged = old_gen + 1
             for chunk in _chunks(items, self._chunk_rows):
-                with _writing(self._conn) as conn:
+                with self._store.writing() as conn:
                     conn.executemany(
                         "INSERT INTO auth_list (gen, id_token, status, expires_us, group_id)"
                         " VALUES (?, ?, ?, ?, ?)",
@@ -344,7 +331,7 @@ class LocalAuthList:
             # Copying 10,000 rows costs about as much as a full update (bench/).
             await self._copy(old_gen, staged)
             for chunk in _chunks(upserts, self._chunk_rows):
-                with _writing(self._conn) as conn:
+                with self._store.writing() as conn:
                     conn.executemany(
                         "INSERT OR REPLACE INTO auth_list"
                         " (gen, id_token, status, expires_us, group_id) VALUES (?, ?, ?, ?, ?)",
@@ -352,7 +339,7 @@ class LocalAuthList:
                     )
                 await asyncio.sleep(0)
             for token_chunk in _chunks(removals, self._chunk_rows):
-                with _writing(self._conn) as conn:
+                with self._store.writing() as conn:
                     conn.executemany(
                         "DELETE FROM auth_list WHERE gen = ? AND id_token = ?",
                         [(staged, token) for token in token_chunk],
@@ -378,7 +365,7 @@ class LocalAuthList:
     def _switch(self, old_gen: int, new_gen: int, version: int, size: int) -> None:
         """Make generation `new_gen` the active list in one small transaction."""
         stored_version = version if size > 0 else 0  # 0 means "empty" on the wire
-        with _writing(self._conn) as conn:
+        with self._store.writing() as conn:
             cursor = conn.execute(
                 "UPDATE auth_list_meta SET active_gen = ?, version = ?, size = ?"
                 " WHERE id = 1 AND active_gen = ?",
@@ -401,7 +388,7 @@ class LocalAuthList:
                 ).fetchone()
             if gen is None:
                 return deleted
-            with _writing(self._conn) as conn:
+            with self._store.writing() as conn:
                 cursor = conn.execute(
                     "DELETE FROM auth_list WHERE gen = ?1 AND id_token IN ("
                     " SELECT id_token FROM auth_list WHERE gen = ?1 LIMIT ?2)",
@@ -414,7 +401,7 @@ class LocalAuthList:
         """Copy generation `from_gen` into `to_gen`, a chunk per transaction."""
         last = ""
         while True:
-            with _writing(self._conn) as conn:
+            with self._store.writing() as conn:
                 rows = conn.execute(
                     "SELECT id_token, status, expires_us, group_id FROM auth_list"
                     " WHERE gen = ? AND id_token > ? ORDER BY id_token LIMIT ?",
@@ -474,6 +461,7 @@ class AuthCache:
         lifetime_s: float | None = None,
     ) -> None:
         """Use `store`'s database; raise ValueError for bad limits (see configure)."""
+        self._store = store
         self._conn = _connection(store)
         self._clock = clock
         self._max_entries = max_entries
@@ -530,7 +518,7 @@ class AuthCache:
         """Store the CSMS's answer for a token (a use), then enforce lifetime and size."""
         now_us = _to_us(self._clock.now())
         token, status, expires_us, group_id = _entry_row(entry)
-        with _writing(self._conn) as conn:
+        with self._store.writing() as conn:
             seq = self._next_seq(conn)
             conn.execute(
                 "INSERT INTO auth_cache (id_token, status, expires_us, group_id, inserted_seq,"
@@ -550,7 +538,7 @@ class AuthCache:
     def touch(self, id_token: str) -> bool:
         """Record a use of a cached token; return False if it is not cached."""
         now_us = _to_us(self._clock.now())
-        with _writing(self._conn) as conn:
+        with self._store.writing() as conn:
             cursor = conn.execute(
                 "UPDATE auth_cache SET used_seq = ?, use_count = use_count + 1,"
                 " last_used_us = ? WHERE id_token = ?",
@@ -560,7 +548,7 @@ class AuthCache:
 
     def clear(self) -> None:
         """Empty the cache (ClearCache)."""
-        with _writing(self._conn) as conn:
+        with self._store.writing() as conn:
             conn.execute("DELETE FROM auth_cache")
 
     def size(self) -> int:

@@ -181,7 +181,7 @@ class Store:
         Raises StoreSchemaError if the file was written by a newer schema, and
         sqlite3.Error if it cannot be opened.
         """
-        # isolation_level=None: no implicit transactions; `_writing` issues BEGIN/COMMIT.
+        # isolation_level=None: no implicit transactions; `writing` issues BEGIN/COMMIT.
         self._conn = sqlite3.connect(path, isolation_level=None)
         self._closed = False
         try:
@@ -238,7 +238,7 @@ class Store:
                 f"database schema version {version} is newer than supported {SCHEMA_VERSION}"
             )
         for target, statements in enumerate(_MIGRATIONS[version:], start=version + 1):
-            with self._writing() as conn:
+            with self.writing() as conn:
                 for statement in statements:
                     conn.execute(statement)
                 # PRAGMA takes no parameters; `target` is an int we computed.
@@ -246,8 +246,9 @@ class Store:
             _log.info("store schema migrated to version %d", target)
 
     @contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
-        """Run the block as one SQLite write transaction, committed before returning."""
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        """Run the block as one SQLite write transaction, committed before returning
+        (sibling stores in agent/store write through this too)."""
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -267,7 +268,7 @@ class Store:
 
     def set_setting(self, key: str, value: str) -> None:
         """Store `value` for setting `key`, replacing any previous value."""
-        with self._writing() as conn:
+        with self.writing() as conn:
             conn.execute(
                 "INSERT INTO settings (key, value) VALUES (?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -309,7 +310,7 @@ class Store:
                 "reservation_id": reservation_id,
             }
         )
-        with self._writing() as conn:
+        with self.writing() as conn:
             cursor = conn.execute(
                 "INSERT INTO transactions (evse_id, connector_id, id_token, token_type,"
                 " started_at, meter_start_wh, last_meter_wh, last_meter_at, reservation_id)"
@@ -359,7 +360,7 @@ class Store:
         """
         at_text = _to_text(at)
         payload_text = _dump(payload) if enqueue else None
-        with self._writing() as conn:
+        with self.writing() as conn:
             cursor = conn.execute(
                 "UPDATE transactions SET last_meter_wh = ?, last_meter_at = ?"
                 " WHERE local_id = ? AND stopped_at IS NULL",
@@ -387,7 +388,7 @@ class Store:
         """
         stopped_text = _to_text(stopped_at)
         payload_text = _dump(payload)
-        with self._writing() as conn:
+        with self.writing() as conn:
             cursor = conn.execute(
                 "UPDATE transactions SET stopped_at = ?, meter_stop_wh = ?, stop_reason = ?,"
                 " stop_id_token = ?, last_meter_wh = ?, last_meter_at = ?"
@@ -428,7 +429,7 @@ class Store:
 
     def set_csms_tx_id(self, local_id: int, csms_tx_id: str) -> None:
         """Record the CSMS's id for the transaction (open or ended); raise KeyError if unknown."""
-        with self._writing() as conn:
+        with self.writing() as conn:
             cursor = conn.execute(
                 "UPDATE transactions SET csms_tx_id = ? WHERE local_id = ?",
                 (csms_tx_id, local_id),
@@ -464,7 +465,7 @@ class Store:
 
     def mark_delivered(self, seq: int) -> None:
         """Mark entry `seq` delivered (idempotent); raise KeyError if unknown."""
-        with self._writing() as conn:
+        with self.writing() as conn:
             cursor = conn.execute("UPDATE outbox SET state = ? WHERE seq = ?", (_DELIVERED, seq))
             if cursor.rowcount == 0:
                 raise KeyError(seq)
@@ -474,7 +475,7 @@ class Store:
 
         Raises KeyError if unknown.
         """
-        with self._writing() as conn:
+        with self.writing() as conn:
             cursor = conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?", (seq,))
             if cursor.rowcount == 0:
                 raise KeyError(seq)
@@ -486,7 +487,7 @@ class Store:
 
         Raises KeyError if unknown, ValueError if it is no longer pending.
         """
-        with self._writing() as conn:
+        with self.writing() as conn:
             cursor = conn.execute(
                 "UPDATE outbox SET state = ?, drop_reason = ? WHERE seq = ? AND state = ?",
                 (_DROPPED, reason, seq, _PENDING),
@@ -517,7 +518,7 @@ class Store:
         """
         if keep_last < 0:
             raise ValueError(f"keep_last must be >= 0, got {keep_last}")
-        with self._writing() as conn:
+        with self.writing() as conn:
             cursor = conn.execute(
                 "DELETE FROM outbox WHERE state != ? AND tx_local_id IN ("
                 "  SELECT t.local_id FROM transactions AS t"
