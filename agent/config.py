@@ -5,7 +5,9 @@ no implicit environment), checking every value, and reporting *all* problems at 
 with its dotted key path (`evses[1].connectors[0].max_current_a`) and 1-based line. The file
 is parsed with PyYAML's composer so every value keeps its position; scalars are then
 converted one by one, never with a whole-document `yaml.safe_load`. This module holds the
-schema (which keys, which bounds); agent/config_yaml.py holds the generic node reader.
+schema (which keys, which bounds); agent/config_yaml.py holds the generic node reader,
+agent/config_model.py the dataclasses it fills (re-exported here) and
+agent/config_secrets.py the reading of secrets from files and the environment.
 
 Secrets (the CSMS basic-auth password, the local API token) come only from a file or an
 environment variable that the YAML names; they are wrapped in `Secret` and never appear
@@ -20,17 +22,36 @@ An empty section (`reconnect:` with nothing under it) means "all defaults".
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 from yaml.nodes import Node, ScalarNode, SequenceNode
 
+from agent.config_model import (
+    ApiConfig,
+    BasicAuthConfig,
+    Config,
+    ConfigError,
+    ConnectorConfig,
+    CsmsConfig,
+    DriverConfig,
+    EvDefaults,
+    EvseConfig,
+    LoggingConfig,
+    Problem,
+    ReconnectConfig,
+    Secret,
+    SimulatorConfig,
+    StationConfig,
+    StoreConfig,
+    TlsConfig,
+    format_problem,
+)
+from agent.config_secrets import read_secret
 from agent.config_yaml import TAG, NodeMap, NodeReader, describe, is_null
 from agent.ocpp.settings import setting_problem
 
@@ -58,204 +79,36 @@ CONNECTOR_TYPES: tuple[str, ...] = (
 )  # OCPP 2.0.1 ConnectorEnumType
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
 SUPPORTED_OCPP_VERSIONS: tuple[str, ...] = ("1.6",)
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Hosts that only this machine can reach; binding the API anywhere else needs a token.
 LOCAL_API_HOSTS: tuple[str, ...] = ("127.0.0.1", "::1", "localhost")
 
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong with a config: dotted key path, 1-based line (if known), message."""
-
-    path: str
-    line: int | None
-    message: str
-
-
-class ConfigError(Exception):
-    """The config cannot be used; `problems` lists everything found, not just the first."""
-
-    def __init__(self, problems: list[Problem], source: str = "<string>") -> None:
-        self.problems = problems
-        self.source = source
-        super().__init__(self.__str__())
-
-    def __str__(self) -> str:
-        """Return every problem on its own line: `<file>:<line>: <key.path>: <message>`."""
-        return "\n".join(format_problem(p, self.source) for p in self.problems)
-
-
-def format_problem(problem: Problem, source: str) -> str:
-    """Render one problem as `<file>:<line>: <key.path>: <message>` (absent parts omitted)."""
-    where = source if problem.line is None else f"{source}:{problem.line}"
-    path = f" {problem.path}:" if problem.path else ""
-    return f"{where}:{path} {problem.message}"
-
-
-@dataclass(frozen=True, slots=True)
-class Secret:
-    """A secret string; repr and str show `<secret>`, only `reveal()` gives the value."""
-
-    _value: str = field(repr=False)
-
-    def reveal(self) -> str:
-        """Return the secret value (only where it is sent, never to a log)."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<secret>"
-
-    def __str__(self) -> str:
-        return "<secret>"
-
-
-@dataclass(frozen=True, slots=True)
-class StationConfig:
-    """Identity of the charge point (BootNotification fields and the WebSocket identity)."""
-
-    id: str
-    vendor: str
-    model: str
-    serial_number: str | None = None
-    firmware_version: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BasicAuthConfig:
-    """HTTP Basic credentials for the CSMS connection (OCPP security profile 1 or 2)."""
-
-    username: str
-    password: Secret
-
-
-@dataclass(frozen=True, slots=True)
-class TlsConfig:
-    """TLS trust for wss://; `ca_file` None means the system trust store."""
-
-    ca_file: Path | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ReconnectConfig:
-    """Reconnect back-off policy: exponential from initial to max, +- jitter fraction."""
-
-    initial_backoff_s: float = 1.0
-    max_backoff_s: float = 60.0
-    jitter: float = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class CsmsConfig:
-    """Where and how to reach the CSMS; the agent appends the charge point id to `url`."""
-
-    url: str
-    ocpp_version: str = "1.6"
-    response_timeout_s: float = 30.0
-    reconnect: ReconnectConfig = field(default_factory=ReconnectConfig)
-    basic_auth: BasicAuthConfig | None = None
-    tls: TlsConfig | None = None
-
-
-def _empty_mapping() -> Mapping[str, Any]:
-    return MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class DriverConfig:
-    """A driver chosen by name plus its options (read-only, validated by the driver)."""
-
-    driver: str
-    options: Mapping[str, Any] = field(default_factory=_empty_mapping)
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectorConfig:
-    """One connector of an EVSE."""
-
-    id: int
-    type: str = "cType2"
-    max_current_a: float = 32.0
-    phases: int = 3
-
-
-@dataclass(frozen=True, slots=True)
-class EvseConfig:
-    """One EVSE (ids 1..N) with its connectors (ids 1..M) and the drivers behind it."""
-
-    id: int
-    connectors: tuple[ConnectorConfig, ...]
-    board: DriverConfig
-    meter: DriverConfig
-    lock: DriverConfig | None = None
-    reader: DriverConfig | None = None
-    power_module: DriverConfig | None = None  # DC power stage
-    isolation_monitor: DriverConfig | None = None  # DC insulation monitoring (IEC 61557-8)
-    indicator: DriverConfig | None = None  # LED or display: feedback to the driver
-
-
-@dataclass(frozen=True, slots=True)
-class StoreConfig:
-    """Where the SQLite store lives."""
-
-    path: Path = Path("cpagent.db")
-
-
-@dataclass(frozen=True, slots=True)
-class EvDefaults:
-    """The simulated EV plugged in when a scenario does not say otherwise."""
-
-    battery_wh: float = 40000.0
-    soc_percent: float = 20.0
-    max_current_a: float = 32.0
-    phases: int = 3
-    target_soc_percent: float = 100.0
-
-
-@dataclass(frozen=True, slots=True)
-class SimulatorConfig:
-    """Simulator settings (used only by `sim` drivers); time_scale = sim s per wall s."""
-
-    time_scale: float = 1.0
-    ev: EvDefaults = field(default_factory=EvDefaults)
-    auto_plug: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class LoggingConfig:
-    """Log level and what the logs may contain."""
-
-    level: str = "INFO"
-    mask_id_tokens: bool = True
-    message_log: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class ApiConfig:
-    """The local HTTP control API: off by default, loopback only unless a token guards it.
-
-    `port` 0 binds any free port; `token` (from token_file or token_env) is the bearer
-    token every request but the OpenAPI document must carry.
-    """
-
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = 8080
-    token: Secret | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """The whole install configuration; `settings` are initial OCPP configuration values."""
-
-    station: StationConfig
-    csms: CsmsConfig
-    evses: tuple[EvseConfig, ...]
-    store: StoreConfig = field(default_factory=StoreConfig)
-    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
-    logging: LoggingConfig = field(default_factory=LoggingConfig)
-    settings: Mapping[str, str] = field(default_factory=_empty_mapping)
-    api: ApiConfig = field(default_factory=ApiConfig)
-    source: Path | None = None
+__all__ = [
+    "CONNECTOR_TYPES",
+    "LOCAL_API_HOSTS",
+    "LOG_LEVELS",
+    "SUPPORTED_OCPP_VERSIONS",
+    "ApiConfig",
+    "BasicAuthConfig",
+    "Config",
+    "ConfigError",
+    "ConnectorConfig",
+    "CsmsConfig",
+    "DriverConfig",
+    "EvDefaults",
+    "EvseConfig",
+    "LoggingConfig",
+    "Problem",
+    "ReconnectConfig",
+    "Secret",
+    "SimulatorConfig",
+    "StationConfig",
+    "StoreConfig",
+    "TlsConfig",
+    "check_config",
+    "format_problem",
+    "load_config",
+    "parse_config",
+]
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -476,47 +329,8 @@ def _read_basic_auth(r: NodeReader, csms: NodeMap, station_id: str) -> BasicAuth
         if "password" not in m.entries or given:
             r.problem(m.path, m.line, "give exactly one of password_file and password_env")
         return None
-    password = _read_secret(r, m, given[0])
+    password = read_secret(r, m, given[0])
     return None if password is None else BasicAuthConfig(username, Secret(password))
-
-
-def _read_secret(r: NodeReader, m: NodeMap, key: str) -> str | None:
-    """Read the secret a `*_file` or `*_env` key names (stripped); None after a problem."""
-    return _read_secret_file(r, m, key) if key.endswith("_file") else _read_secret_env(r, m, key)
-
-
-def _read_secret_file(r: NodeReader, m: NodeMap, key: str) -> str | None:
-    where = r.required(m, key)
-    file = r.path(m, key)
-    if where is None or file is None:
-        return None
-    path = m.at(key)
-    try:
-        password = file.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        r.problem(path, where, f"cannot read '{file}': {exc.strerror}")
-        return None
-    except UnicodeDecodeError:
-        r.problem(path, where, f"'{file}' is not valid UTF-8 text")
-        return None
-    if not password:
-        r.problem(path, where, f"'{file}' is empty")
-    return password or None
-
-
-def _read_secret_env(r: NodeReader, m: NodeMap, key: str) -> str | None:
-    where = r.required(m, key)
-    name = r.text(m, key, None)
-    if where is None or name is None:
-        return None
-    if not _ENV_NAME.fullmatch(name):
-        r.problem(m.at(key), where, f"'{name}' is not an environment variable name")
-        return None
-    password = r.environ.get(name, "").strip()
-    if not password:
-        state = "is empty" if name in r.environ else "is not set"
-        r.problem(m.at(key), where, f"environment variable '{name}' {state}")
-    return password or None
 
 
 def _read_evses(r: NodeReader, top: NodeMap) -> tuple[EvseConfig, ...]:
@@ -687,7 +501,7 @@ def _read_api(r: NodeReader, top: NodeMap) -> ApiConfig:
     if len(given) > 1:
         r.problem(m.path, m.line, "give at most one of token_file and token_env")
     elif given:
-        value = _read_secret(r, m, given[0])
+        value = read_secret(r, m, given[0])
         token = None if value is None else Secret(value)
     elif host not in LOCAL_API_HOSTS and "token" not in m.entries:
         r.problem(

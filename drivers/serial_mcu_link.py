@@ -4,7 +4,9 @@ Responsible for the transport and session rules of docs/serial-mcu-protocol.md: 
 the port, the reader thread, heartbeats, stop-and-wait delivery with retransmission,
 duplicate suppression, silence detection, re-initialisation after an MCU reset, and the
 latest value of every MCU report. The board and lock drivers (drivers/serial_mcu.py)
-share one `SerialMcuLink` per port through `DriverContext.shared`.
+share one `SerialMcuLink` per port through `DriverContext.shared`. Its settings, states,
+grants and counters are in drivers/serial_mcu_link_values.py (re-exported here), the
+pyserial port and reader thread in drivers/serial_mcu_port.py.
 
 Design notes:
 
@@ -20,8 +22,9 @@ Design notes:
   return at once: the MCU enforces them by itself (permission lapse, watchdog reset, or
   it hears us and applies them though its answers are lost). Commands that grant
   something raise DriverError.
-* pyserial runs in a reader thread (blocking `read` with a short timeout) that hands
-  bytes to the event loop with `call_soon_threadsafe`; decoding, sequencing and every
+* pyserial runs in a reader thread (blocking `read` with a short timeout; see
+  drivers/serial_mcu_port.py) that hands bytes to the event loop with
+  `call_soon_threadsafe`; decoding, sequencing and every
   state change happen on the loop thread only, so nothing here needs a lock. A thread
   rather than `loop.add_reader` because it works for every pyserial URL (`loop://`,
   `socket://`, `rfc2217://`) and every event loop. Writes are single frames of at most
@@ -36,20 +39,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import serial
 
 from drivers.interfaces import DriverError
+from drivers.serial_mcu_link_values import Grant, LinkSettings, LinkState, LinkStats
+from drivers.serial_mcu_port import McuPort, open_mcu_port
 from drivers.serial_mcu_protocol import (
-    DEFAULT_HEARTBEAT_MS,
-    DEFAULT_TIMEOUT_MS,
     SNAPSHOT,
     Ack,
     Boot,
@@ -76,68 +77,21 @@ from drivers.serial_mcu_protocol import (
     unpack,
 )
 
+__all__ = [
+    "REQUIRED_REPORTS",
+    "Grant",
+    "LinkSettings",
+    "LinkState",
+    "LinkStats",
+    "SerialMcuLink",
+]
+
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=Message)
 
-READ_TIMEOUT_S = 0.05
 #: Reports the link needs after HELLO before it is ready: the MCU's whole snapshot.
 REQUIRED_REPORTS = frozenset(SNAPSHOT)
-
-
-@dataclass(frozen=True, slots=True)
-class LinkSettings:
-    """Where the MCU is and the link's timing (HELLO tells the MCU the same timing)."""
-
-    port: str
-    baudrate: int = 115200
-    heartbeat_ms: int = DEFAULT_HEARTBEAT_MS
-    timeout_ms: int = DEFAULT_TIMEOUT_MS
-
-    @property
-    def heartbeat_s(self) -> float:
-        """The heartbeat period in seconds."""
-        return self.heartbeat_ms / 1000.0
-
-    @property
-    def timeout_s(self) -> float:
-        """Silence (or an unacknowledged frame) longer than this loses the session."""
-        return self.timeout_ms / 1000.0
-
-    @property
-    def retransmit_s(self) -> float:
-        """How long to wait for an ack before sending a frame again."""
-        return self.heartbeat_s / 2.0
-
-
-class LinkState(StrEnum):
-    """Where the link's session with the MCU stands."""
-
-    CLOSED = "closed"  # port not open
-    SYNCING = "syncing"  # HELLO, granted values or the snapshot not yet through
-    READY = "ready"
-    LOST = "lost"  # silent MCU, MCU reset before re-sync, or an unacknowledged frame
-
-
-class Grant(IntEnum):
-    """The values the agent grants the MCU (re-sent after every HELLO)."""
-
-    CONTACTOR = 0
-    PWM = 1
-    LOCK = 2
-
-
-@dataclass
-class LinkStats:
-    """Counters for diagnostics and tests."""
-
-    frames_in: int = 0
-    frames_out: int = 0
-    garbled: int = 0
-    malformed: int = 0
-    duplicates: int = 0
-    retransmits: int = 0
-    sessions: int = 0
 
 
 @dataclass(slots=True)
@@ -150,13 +104,6 @@ class _Job:
 class _InFlight:
     seq: int
     acked: asyncio.Future[bool]
-
-
-@dataclass
-class _Port:
-    handle: Any  # serial.Serial (or any pyserial URL handler)
-    stop: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
 
 
 class SerialMcuLink:
@@ -174,7 +121,7 @@ class SerialMcuLink:
         self.report_counts: Counter[int] = Counter()
         self._users = 0
         self._open_lock = asyncio.Lock()
-        self._port: _Port | None = None
+        self._port: McuPort | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reader = FrameReader()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -298,37 +245,17 @@ class SerialMcuLink:
         if not task.cancelled() and task.exception() is not None:
             log.error("serial MCU %s task failed", task.get_name(), exc_info=task.exception())
 
-    async def _open_port(self) -> _Port:
-        try:
-            handle = await asyncio.to_thread(
-                serial.serial_for_url,
-                self.settings.port,
-                baudrate=self.settings.baudrate,
-                timeout=READ_TIMEOUT_S,
-                write_timeout=self.settings.heartbeat_s,
-            )
-        except (serial.SerialException, OSError, ValueError) as exc:
-            raise DriverError(f"cannot open serial port {self.settings.port}: {exc}") from exc
-        self._reader = FrameReader()  # a new port: forget any partial frame
-        port = _Port(handle)
-        port.thread = threading.Thread(
-            target=self._read_loop, args=(port,), name=f"serial-mcu-{self.settings.port}"
+    async def _open_port(self) -> McuPort:
+        port = await open_mcu_port(
+            self.settings.port,
+            baudrate=self.settings.baudrate,
+            write_timeout_s=self.settings.heartbeat_s,
         )
-        port.thread.daemon = True
-        port.thread.start()
+        self._reader = FrameReader()  # a new port: forget any partial frame
+        port.start_reader(
+            f"serial-mcu-{self.settings.port}", self._post, self._on_bytes, self._on_port_error
+        )
         return port
-
-    def _read_loop(self, port: _Port) -> None:
-        """Reader thread: blocking reads, bytes handed to the loop thread."""
-        while not port.stop.is_set():
-            try:
-                data = port.handle.read(max(1, port.handle.in_waiting))
-            except Exception as exc:  # pyserial raises several types when the port goes
-                if not port.stop.is_set():
-                    self._post(self._on_port_error, port, exc)
-                return
-            if data:
-                self._post(self._on_bytes, port, bytes(data))
 
     def _post(self, callback: Callable[..., None], *args: Any) -> None:
         loop = self._loop
@@ -349,19 +276,13 @@ class SerialMcuLink:
         self.state = LinkState.CLOSED
         self._notify()
 
-    async def _release_port(self, port: _Port) -> None:
-        port.stop.set()
-        cancel_read = getattr(port.handle, "cancel_read", None)
-        if cancel_read is not None:
-            cancel_read()
-        if port.thread is not None and port.thread is not threading.current_thread():
-            await asyncio.to_thread(port.thread.join, 1.0)
+    async def _release_port(self, port: McuPort) -> None:
         try:
-            port.handle.close()
+            await port.release()
         except (serial.SerialException, OSError):
             log.warning("serial port %s did not close cleanly", self.settings.port)
 
-    def _on_port_error(self, port: _Port, exc: BaseException) -> None:
+    def _on_port_error(self, port: McuPort, exc: BaseException) -> None:
         if port is not self._port:
             return
         log.error("serial port %s failed: %s", self.settings.port, exc)
@@ -488,7 +409,7 @@ class SerialMcuLink:
 
     # -- receiving --------------------------------------------------------------------
 
-    def _on_bytes(self, port: _Port, data: bytes) -> None:
+    def _on_bytes(self, port: McuPort, data: bytes) -> None:
         if port is not self._port:
             return
         reader = self._reader

@@ -11,18 +11,18 @@ of the plant".
 
 Faults are injected here, at the far end of the wire: garbled frames either way,
 silence, a reset, a welded or stuck-open contactor, an RCD trip, over temperature, a
-jammed lock, a failing RCD self-test, a pilot fault.
+jammed lock, a failing RCD self-test, a pilot fault (the injection methods are in
+simulator/mcu_emulator_faults.py).
 
 It runs on an asyncio loop (`loop.add_reader` on the pty master; a ticker task for
 heartbeats, retransmissions, the permission lapse and lock retries). It must not import
 the agent, and it shares only the pure codec (drivers/serial_mcu_protocol.py) with the
 agent's driver. `python -m simulator.mcu_emulator` prints the pty's slave path for
-`cpagent run` and takes fault injections on stdin.
+`cpagent run` and takes fault injections on stdin (simulator/mcu_emulator_console.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
@@ -77,7 +77,7 @@ from drivers.serial_mcu_protocol import (
     wire_bytes,
 )
 from drivers.types import BoardEvent, PilotState
-from simulator.ev import EvParameters, SimEv
+from simulator.mcu_emulator_faults import McuFaultInjection
 from simulator.plant import PilotMode as PlantPilot
 from simulator.plant import Plant, offered_current_a
 
@@ -99,7 +99,7 @@ def _duty_permille_for_current(current_a: float) -> int:
     return round((min(current_a, 80.0) / 2.5 + 64.0) * 10)
 
 
-class McuEmulator:
+class McuEmulator(McuFaultInjection):
     """One EVSE's MCU firmware, emulated, speaking protocol version 1 over a pty.
 
     Observe it through `plant`, `contactor_closed`, `pilot_mode`, `fault_bits` and the
@@ -141,17 +141,7 @@ class McuEmulator:
         self._slave_path = ""
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
-        # injections
-        self._garble_out = 0
-        self._garble_in = 0
-        self._injected_rx_errors = 0
-        self._silent = False
-        self._deaf = False
-        self._unknown_bits = 0
-        self._stuck_open = False
-        self._pilot_fault = False
-        self._fail_selftest = False
-        self._jammed = False
+        self._clear_injections()
         # physical state that survives a reset
         self.lock_position = LockPosition.UNLOCKED
         self._rcd_bits = 0
@@ -274,75 +264,6 @@ class McuEmulator:
             if active:
                 bits |= bit
         return bits
-
-    # -- fault injection -------------------------------------------------------------
-
-    def garble_next(self, count: int = 1) -> None:
-        """Corrupt the CRC of the next `count` frames the MCU sends."""
-        self._garble_out += count
-
-    def garble_incoming(self, count: int = 1) -> None:
-        """Treat the next `count` frames from the agent as garbled (line noise)."""
-        self._garble_in += count
-
-    def set_deaf(self, deaf: bool) -> None:
-        """Cut (or restore) the MCU's receive line: to it, the agent has gone silent."""
-        self._deaf = deaf
-
-    def set_silent(self, silent: bool) -> None:
-        """Cut (or restore) the MCU's transmit line: it still hears the agent."""
-        self._silent = silent
-        self._notify()
-
-    def reset(self, cause: ResetCause = ResetCause.WATCHDOG) -> None:
-        """Reboot the firmware: everything granted is gone, BOOT is announced."""
-        self._boot(cause)
-
-    def weld_contactor(self, welded: bool) -> None:
-        """Weld the contactor's contacts shut (or free them)."""
-        self.plant.weld_contactor(welded)
-
-    def stick_contactor_open(self, stuck: bool) -> None:
-        """Make the contactor ignore its coil and stay open (or free it)."""
-        self._stuck_open = stuck
-        self._apply()
-
-    def trip_rcd(self, dc: bool = True) -> None:
-        """A residual current trips the RCD (DC 6 mA or AC 30 mA); the trip latches
-        until the vehicle is disconnected or a self-test passes."""
-        self._rcd_bits |= FaultBit.RCD_DC_6MA if dc else FaultBit.RCD_AC_30MA
-        self._apply()
-
-    def set_temperature(self, temperature_c: float) -> None:
-        """Set the hottest sensor's reading (derating, then a trip with hysteresis)."""
-        self.temperature_c = temperature_c
-        self._apply()
-
-    def jam_lock(self, jammed: bool) -> None:
-        """Block (or free) the lock mechanically; a free lock is retried by the MCU."""
-        self._jammed = jammed
-        self._next_lock_try_s = time.monotonic()
-        self._apply()
-
-    def set_cable(self, ampacity_a: int | None) -> None:
-        """Plug a cable of this ampacity into the socket (None: tethered, 0: none,
-        0xFF: a PP resistance matching no coding)."""
-        self.cable_ampacity_a = ampacity_a
-        self._apply()
-
-    def fail_selftests(self, failing: bool) -> None:
-        """Make the RCD's self-test fail (or pass) from now on."""
-        self._fail_selftest = failing
-
-    def set_unknown_fault_bits(self, bits: int) -> None:
-        """Report FAULTS bits this protocol version does not define (a newer firmware)."""
-        self._unknown_bits = bits
-        self._apply()
-
-    def set_pilot_fault(self, active: bool) -> None:
-        """Report a pilot fault the MCU detects by itself (e.g. a missing EV diode)."""
-        self._pilot_fault = active
-        self._apply()
 
     # -- safety and outputs ----------------------------------------------------------
 
@@ -611,82 +532,7 @@ class McuEmulator:
         self._changed.set()
 
 
-# --- standalone -------------------------------------------------------------------------
-
-HELP = """commands: plug [soc] | unplug | pause | resume | weld on|off | stuck on|off |
-rcd dc|ac | temp C | jam on|off | cable A | silent on|off | reset | garble N |
-selftest-fail on|off | status | quit"""
-
-
-def _command(emulator: McuEmulator, line: str) -> str:
-    """Apply one stdin command; return what to print (raises ValueError for bad numbers)."""
-    verb, *args = line.split() or ["status"]
-    arg = args[0] if args else ""
-    on = arg in ("on", "1", "true")
-    plant, ev = emulator.plant, emulator.plant.ev
-    actions: dict[str, Callable[[], object]] = {
-        "plug": lambda: plant.plug_in(SimEv(EvParameters(soc_percent=float(arg or 20)))),
-        "unplug": plant.unplug,
-        "pause": ev.pause if ev else plant.step,
-        "resume": ev.resume if ev else plant.step,
-        "weld": lambda: emulator.weld_contactor(on),
-        "stuck": lambda: emulator.stick_contactor_open(on),
-        "rcd": lambda: emulator.trip_rcd(dc=arg != "ac"),
-        "temp": lambda: emulator.set_temperature(float(arg)),
-        "jam": lambda: emulator.jam_lock(on),
-        "cable": lambda: emulator.set_cable(int(arg)),
-        "silent": lambda: emulator.set_silent(on),
-        "reset": emulator.reset,
-        "garble": lambda: emulator.garble_next(int(arg or 1)),
-        "selftest-fail": lambda: emulator.fail_selftests(on),
-        "status": plant.step,
-    }
-    if verb not in actions:
-        return HELP
-    actions[verb]()
-    return (
-        f"pilot {plant.pilot_state} ({emulator.pilot_mode}), contactor "
-        f"{'closed' if emulator.contactor_closed else 'open'} (coil {emulator.coil_on}), "
-        f"faults 0x{int(emulator.fault_bits):x}, lock {emulator.lock_position.name}, "
-        f"session {emulator.session_active}"
-    )
-
-
-async def _serve(args: argparse.Namespace) -> None:
-    emulator = McuEmulator(
-        Plant(time_scale=args.time_scale),
-        interlock=not args.no_interlock,
-        cable_ampacity_a=args.cable,
-    )
-    path = await emulator.start()
-    print(path, flush=True)
-    print(HELP, file=sys.stderr, flush=True)
-    try:
-        while True:
-            line = await asyncio.to_thread(sys.stdin.readline)
-            if not line or line.strip() == "quit":
-                return
-            try:
-                reply = _command(emulator, line)
-            except ValueError as exc:
-                reply = f"error: {exc}"
-            if reply:
-                print(reply, file=sys.stderr, flush=True)
-    finally:
-        await emulator.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the emulator until stdin closes; prints the pty slave path first."""
-    parser = argparse.ArgumentParser(description="Reference serial MCU on a pty")
-    parser.add_argument("--no-interlock", action="store_true", help="close without C/D")
-    parser.add_argument("--cable", type=int, default=None, help="socket cable ampacity (A)")
-    parser.add_argument("--time-scale", type=float, default=1.0, help="simulated s per s")
-    args = parser.parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
-    return 0
-
-
 if __name__ == "__main__":
+    from simulator.mcu_emulator_console import main
+
     sys.exit(main())

@@ -40,6 +40,12 @@ CORE_FORBIDDEN = (
     "agent.cli",
     "agent.api",
     "agent.config",
+    "agent.config_model",
+    "agent.config_secrets",
+    "agent.config_yaml",
+    "agent.indicators",
+    "agent.sim_cli",
+    "agent.systemd",
     "simulator",
 )
 CORE_FORBIDDEN_CALLS = ("create_subprocess_exec", "create_subprocess_shell", "open_connection")

@@ -3,17 +3,14 @@
 Built as agent/app.py builds it (Station, Evse with SimBoardSupport / SimPowerMeter /
 SimConnectorLock over a Plant), with no network: a FakeClock drives both the core's wall
 time and the plant's monotonic time, a FakeAuthorizer answers tokens. Waiting is always
-for an observable condition (`wait_until`), never on wall time.
+for an observable condition (`wait_until`), never on wall time. The rig is in
+tests/unit/conftest.py; faults and limits are in test_session_faults.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -22,171 +19,24 @@ from agent.core.events import (
     AuthResult,
     AuthStatus,
     IdToken,
-    StationEvent,
     StatusChanged,
     TxMessageQueued,
 )
-from agent.core.evse import REGISTER_PERSIST_S, ConnectorSpec, Evse
-from agent.core.ports import StopReason, TxRecord
-from agent.core.station import Station
-from agent.core.status import ConnectorStatus, SessionPhase
-from agent.store import Store
-from drivers.types import (
-    BoardCapabilities,
-    BoardEvent,
-    ContactorEvent,
-    FaultCode,
-    PilotEvent,
-    PilotState,
-    TokenType,
-)
-from simulator.drivers import SimBoardSupport, SimConnectorLock, SimPowerMeter
+from agent.core.ports import StopReason
+from agent.core.status import SessionPhase
+from drivers.types import ContactorEvent, PilotEvent, PilotState, TokenType
 from simulator.ev import SimEv
-from simulator.plant import Plant
-from tests.fakes import FakeAuthorizer, FakeClock, SwitchableMeter, settle, wait_until
-
-S = ConnectorStatus
-TAG = IdToken("04A2B3C4D5", TokenType.ISO14443)
-OTHER_TAG = IdToken("DEADBEEF")
-METER_START_WH = 1234.5  # the plant's register when the test begins
-DUTY_32_A = 53.33
-
-
-@dataclass
-class Rig:
-    """A station with one simulated EVSE, and everything a test looks at."""
-
-    clock: FakeClock
-    store: Store
-    plant: Plant
-    meter: SwitchableMeter
-    lock: SimConnectorLock
-    authorizer: FakeAuthorizer
-    station: Station
-    evse: Evse
-    events: list[StationEvent] = field(default_factory=list)
-    plant_events: list[BoardEvent] = field(default_factory=list)
-    closes: list[tuple[PilotState, float | None]] = field(default_factory=list)
-
-    def statuses(self) -> list[ConnectorStatus]:
-        """Every StatusChanged of connector 1, in order."""
-        return [
-            e.status for e in self.events if isinstance(e, StatusChanged) and e.connector_id == 1
-        ]
-
-    def phase(self) -> SessionPhase:
-        """The session machine's state now."""
-        return self.evse.state
-
-    def tx(self) -> TxRecord:
-        """The EVSE's latest transaction as the journal holds it."""
-        tx = self.store.last_tx_for_evse(1)
-        if tx is None:
-            raise AssertionError("no transaction in the journal")
-        return tx
-
-    async def wait_status(self, status: ConnectorStatus) -> None:
-        """Wait until connector 1's published status is `status`."""
-        await wait_until(lambda: self.evse.status() == status, f"status {status}")
-
-    async def start_charging(self, *, plug_first: bool = True) -> None:
-        """Plug a car in and tap TAG (in either order, each once Preparing shows); wait
-        until energy flows."""
-        if plug_first:
-            self.plant.plug_in(SimEv())
-            await self.wait_status(S.PREPARING)
-            self.station.present_token(1, TAG)
-        else:
-            self.station.present_token(1, TAG)
-            await self.wait_status(S.PREPARING)
-            self.plant.plug_in(SimEv())
-        await wait_until(lambda: self.plant.contactor_closed, "contactor closed")
-        await self.wait_status(S.CHARGING)
-
-    def _on_plant_event(self, event: BoardEvent) -> None:
-        self.plant_events.append(event)
-        if isinstance(event, ContactorEvent) and event.closed:
-            self.closes.append((self.plant.pilot_state, self.plant.duty_percent))
-
-
-RigFactory = Callable[..., Awaitable[Rig]]
-
-
-@pytest.fixture
-async def make_rig(tmp_path: Path) -> AsyncIterator[RigFactory]:
-    """Build (and by default start) rigs; shut every one down and check nothing leaked."""
-    started: list[Station] = []  # every station built
-    stores: list[Store] = []
-
-    async def build(*, store: Store | None = None, start: bool = True) -> Rig:
-        clock = FakeClock()
-        if store is None:
-            store = Store(":memory:")
-            stores.append(store)
-        register = tmp_path / f"register-{len(stores)}-{len(started)}.json"
-        register.write_text(json.dumps({"energy_import_wh": METER_START_WH}))
-        plant = Plant(monotonic=clock.monotonic, register_path=register)
-        board = SimBoardSupport(plant, BoardCapabilities(max_current_a=32.0, phases=3))
-        meter = SwitchableMeter(SimPowerMeter(plant))
-        lock = SimConnectorLock(plant)
-        station = Station(clock=clock, journal=store, settings=store)
-        authorizer = FakeAuthorizer()
-        station.authorizer = authorizer
-        evse = Evse(
-            evse_id=1,
-            connectors=(ConnectorSpec(1, "cType2", 32, 3),),
-            board=board,
-            meter=meter,
-            lock=lock,
-            **station.evse_kwargs(),  # type: ignore[arg-type]
-        )
-        station.add_evse(evse)
-        rig = Rig(clock, store, plant, meter, lock, authorizer, station, evse)
-        station.subscribe(rig.events.append)
-        plant.subscribe(rig._on_plant_event)
-        started.append(station)  # shutting down a station never started is harmless
-        if start:
-            await station.start()
-        return rig
-
-    yield build
-    for station in started:
-        await station.shutdown()
-    await settle(5)
-    leaked = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    for store in stores:
-        store.close()
-    assert not leaked, f"tasks leaked: {leaked}"
-
-
-@pytest.fixture
-async def rig(make_rig: RigFactory) -> Rig:
-    return await make_rig()
-
-
-class LifecycleHold:
-    """Holds the EVSE's lifecycle worker busy, as a slow journal or protocol step would."""
-
-    def __init__(self, evse: Evse) -> None:
-        self._evse = evse
-        self._entered = asyncio.Event()
-        self._release = asyncio.Event()
-        self._task: asyncio.Task[object] | None = None
-
-    async def __aenter__(self) -> LifecycleHold:
-        async def hold() -> None:
-            self._entered.set()
-            await self._release.wait()
-
-        self._task = asyncio.create_task(self._evse.run_in_lifecycle(hold))
-        await wait_until(self._entered.is_set, "lifecycle worker held")
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self._release.set()
-        if self._task is not None:
-            await self._task
-
+from tests.fakes import settle, wait_until
+from tests.unit.conftest import (
+    DUTY_32_A,
+    METER_START_WH,
+    OTHER_TAG,
+    TAG,
+    LifecycleHold,
+    Rig,
+    RigFactory,
+    S,
+)
 
 # --- starting ----------------------------------------------------------------------------
 
@@ -363,83 +213,6 @@ async def test_another_token_does_not_stop_the_transaction(rig: Rig) -> None:
     assert rig.plant.contactor_closed
 
 
-# --- faults and limits -------------------------------------------------------------------
-
-
-async def test_fault_opens_the_contactor_at_once_and_clearing_it_resumes_charging(
-    rig: Rig,
-) -> None:
-    await rig.start_charging()
-    local_id = rig.tx().local_id
-
-    async with LifecycleHold(rig.evse):
-        rig.plant.raise_fault(FaultCode.GROUND_FAULT, "30 mA residual current")
-        await wait_until(lambda: not rig.plant.contactor_closed, "contactor open")
-    await rig.wait_status(S.FAULTED)
-    faulted = [e for e in rig.events if isinstance(e, StatusChanged) and e.status == S.FAULTED]
-    assert [e.fault for e in faulted] == [FaultCode.GROUND_FAULT]
-
-    rig.plant.clear_fault(FaultCode.GROUND_FAULT)
-    await wait_until(lambda: rig.plant.contactor_closed, "contactor closed again")
-    await rig.wait_status(S.CHARGING)
-    assert rig.tx().local_id == local_id
-    assert rig.tx().stopped_at is None
-
-
-async def test_limit_below_6_a_suspends_charging_by_the_evse(rig: Rig) -> None:
-    await rig.start_charging()
-
-    # No public "set limit" command on Evse yet: change the input, then re-report the
-    # pilot (a no-op for the decoder) so the outputs and the status are recomputed.
-    rig.evse.limit_a = 5.0
-    rig.evse.on_board_event(PilotEvent(rig.evse.pilot))
-    await wait_until(lambda: not rig.plant.contactor_closed, "contactor open")
-    await rig.wait_status(S.SUSPENDED_EVSE)
-    assert rig.plant.duty_percent is None
-    await settle()
-    assert rig.evse.status() == S.SUSPENDED_EVSE  # the EV going to B is still the EVSE's doing
-
-    rig.evse.limit_a = 16.0
-    rig.evse.on_board_event(PilotEvent(rig.evse.pilot))
-    await wait_until(lambda: rig.plant.contactor_closed, "contactor closed again")
-    assert rig.plant.duty_percent == 26.67
-    await rig.wait_status(S.CHARGING)
-
-
-async def test_meter_failure_outside_a_transaction_is_reported_as_meter_lost(
-    rig: Rig,
-) -> None:
-    rig.station.policy.aligned_interval_s = 60.0
-    rig.clock.advance(1.0)  # the sampler looks at the interval once a second while it is 0
-    next_tick = rig.clock.now().replace(second=0) + timedelta(seconds=60)
-    await wait_until(lambda: next_tick in rig.clock.deadlines(), "aligned sampler waiting")
-
-    rig.meter.failing = True
-    rig.clock.set(next_tick)
-    await rig.wait_status(S.FAULTED)
-    assert rig.evse.statuses()[1] == (S.FAULTED, FaultCode.METER_LOST)
-
-    rig.meter.failing = False
-    next_tick += timedelta(seconds=60)
-    await wait_until(lambda: next_tick in rig.clock.deadlines(), "aligned sampler waiting")
-    rig.clock.set(next_tick)
-    await rig.wait_status(S.AVAILABLE)
-
-
-async def test_meter_failure_during_a_transaction_stops_energy_and_reports_meter_lost(
-    rig: Rig,
-) -> None:
-    await rig.start_charging()
-    rig.meter.failing = True
-    reads = rig.meter.reads
-    rig.clock.advance(REGISTER_PERSIST_S)  # the register persistence reads the meter
-
-    await wait_until(lambda: rig.meter.reads > reads, "meter read")
-    await wait_until(lambda: not rig.plant.contactor_closed, "contactor open")
-    await rig.wait_status(S.FAULTED)
-    assert rig.evse.statuses()[1] == (S.FAULTED, FaultCode.METER_LOST)
-
-
 # --- availability and recovery -----------------------------------------------------------
 
 
@@ -531,53 +304,6 @@ async def test_shutdown_during_a_transition_completes_and_leaves_the_hardware_sa
     assert rig.store.open_transactions() == []
 
 
-async def test_an_idle_evse_notices_a_dead_meter_and_recovers(rig: Rig) -> None:
-    """The meter is watched outside transactions too: a dead meter faults an idle EVSE
-    (nobody starts a session that could not be billed) and clears when it answers."""
-    from agent.core.evse import IDLE_METER_POLL_S
-
-    rig.meter.failing = True
-    rig.clock.advance(IDLE_METER_POLL_S)
-    await rig.wait_status(S.FAULTED)
-    assert rig.evse.statuses()[1] == (S.FAULTED, FaultCode.METER_LOST)
-    assert not rig.evse.available_for_new_session()
-
-    rig.meter.failing = False
-    rig.clock.advance(IDLE_METER_POLL_S)
-    await rig.wait_status(S.AVAILABLE)
-
-
-async def test_a_jammed_lock_faults_the_session_until_a_retry_locks_it(rig: Rig) -> None:
-    from agent.core.evse import LOCK_RETRY_S
-
-    rig.lock.jammed = True
-    rig.plant.plug_in(SimEv())
-    await rig.wait_status(S.PREPARING)
-    rig.station.present_token(1, TAG)
-    await rig.wait_status(S.FAULTED)
-    assert rig.evse.statuses()[1] == (S.FAULTED, FaultCode.LOCK_FAILURE)
-    assert not rig.plant.contactor_closed
-    rig.lock.jammed = False
-    rig.clock.advance(LOCK_RETRY_S)
-    await rig.wait_status(S.CHARGING)
-    assert rig.lock.locked and rig.plant.contactor_closed
-
-
-async def test_a_fault_two_witnesses_raised_stays_until_both_clear(rig: Rig) -> None:
-    """The board and the pilot decoder can both report PILOT_FAULT; one of them clearing
-    does not clear what the other still sees."""
-    from drivers.types import FaultEvent, PilotEvent
-
-    rig.evse.on_board_event(FaultEvent(FaultCode.PILOT_FAULT, True, "diode missing"))
-    rig.evse.on_board_event(PilotEvent(PilotState.E))  # the decoder sees a short too
-    await rig.wait_status(S.FAULTED)
-    rig.evse.on_board_event(PilotEvent(PilotState.A))  # the decoder's reason has gone
-    await settle()
-    assert FaultCode.PILOT_FAULT in rig.evse.faults
-    rig.evse.on_board_event(FaultEvent(FaultCode.PILOT_FAULT, False))
-    await rig.wait_status(S.AVAILABLE)
-
-
 async def test_another_card_of_the_same_group_stops_the_transaction(rig: Rig) -> None:
     rig.authorizer.result = AuthResult(AuthStatus.ACCEPTED, group_id="FAMILY")
     await rig.start_charging()
@@ -596,23 +322,6 @@ async def test_a_card_of_another_group_does_not_stop_the_transaction(rig: Rig) -
     await wait_until(lambda: not rig.evse.authorizing, "the card was checked")
     await settle()
     assert rig.evse.tx is not None and rig.plant.contactor_closed
-
-
-async def test_a_reader_failure_is_reported_but_does_not_stop_charging(rig: Rig) -> None:
-    """ReaderFailure is advisory: the CSMS hears of it with the current status, and a
-    session (remote start, or one already running) goes on."""
-    from drivers.types import FaultEvent
-
-    report = rig.evse.fault_sink("reader")
-    report(FaultEvent(FaultCode.READER_FAILURE, True, "USB reader gone"))
-    await wait_until(
-        lambda: rig.evse.statuses()[1] == (S.AVAILABLE, FaultCode.READER_FAILURE),
-        "advisory fault reported with Available",
-    )
-    await rig.start_charging()
-    assert rig.evse.statuses()[1] == (S.CHARGING, FaultCode.READER_FAILURE)
-    report(FaultEvent(FaultCode.READER_FAILURE, False))
-    await wait_until(lambda: rig.evse.statuses()[1] == (S.CHARGING, None), "cleared")
 
 
 async def test_the_start_uses_a_reading_taken_with_the_contactor_open(rig: Rig) -> None:
