@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from agent.core.evse import Evse
 
 if TYPE_CHECKING:  # agent.app imports the API when it wires it in: no import at runtime
-    from agent.app import Agent, EvseHardware
+    from agent.app import Agent
+    from agent.hardware import EvseHardware
     from agent.ocpp.rpc import Frame
 
 log = logging.getLogger(__name__)
