@@ -337,3 +337,59 @@ async def test_idle_soft_reset_answers_before_rebooting(
         await station.wait_agent(boot)
         await csms.wait_for("BootNotification", count=boot)
         await csms.wait_for("StatusNotification", count=boot, where=lambda p: p["connectorId"] == 1)
+
+
+# -- TriggerMessage (section 5.17, Remote Trigger profile) ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("requested", "expected_action"),
+    [
+        ("Heartbeat", "Heartbeat"),
+        ("BootNotification", "BootNotification"),
+        ("DiagnosticsStatusNotification", "DiagnosticsStatusNotification"),
+        ("FirmwareStatusNotification", "FirmwareStatusNotification"),
+    ],
+)
+async def test_trigger_message_sends_the_requested_message_after_answering(
+    csms: Csms, station: RunningStation, requested: str, expected_action: str
+) -> None:
+    before = len(csms.calls(expected_action))
+    answer = await csms.call(CP_ID, "TriggerMessage", {"requestedMessage": requested})
+    assert answer == {"status": "Accepted"}
+    await csms.wait_for(expected_action, count=before + 1)
+
+
+async def test_triggered_status_notification_for_one_connector(
+    csms: Csms, station: RunningStation
+) -> None:
+    before = len(csms.calls("StatusNotification"))
+    answer = await csms.call(
+        CP_ID, "TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": 1}
+    )
+    assert answer == {"status": "Accepted"}
+    status = await csms.wait_for("StatusNotification", count=before + 1)
+    assert status["connectorId"] == 1 and status["status"] == "Available"
+
+
+async def test_triggered_meter_values_carry_the_transaction(
+    csms: Csms, station: RunningStation
+) -> None:
+    await csms.call(CP_ID, "ChangeConfiguration", {"key": "MeterValueSampleInterval", "value": "0"})
+    await _charging(csms, station)
+    answer = await csms.call(
+        CP_ID, "TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": 1}
+    )
+    assert answer == {"status": "Accepted"}
+    values = await csms.wait_for("MeterValues")
+    assert values["transactionId"] == 1
+    assert values["meterValue"][0]["sampledValue"][0]["context"] == "Trigger"
+
+
+async def test_trigger_message_for_an_unknown_connector_is_rejected(
+    csms: Csms, station: RunningStation
+) -> None:
+    answer = await csms.call(
+        CP_ID, "TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": 9}
+    )
+    assert answer == {"status": "Rejected"}

@@ -122,6 +122,7 @@ class Ocpp16Adapter:
             "RemoteStartTransaction": self._on_remote_start,
             "RemoteStopTransaction": self._on_remote_stop,
             "ReserveNow": self._on_reserve_now,
+            "TriggerMessage": self._on_trigger_message,
             "Reset": self._on_reset,
             "UnlockConnector": self._on_unlock_connector,
         }
@@ -233,6 +234,16 @@ class Ocpp16Adapter:
         """Send every connector's current status, then each change as it happens."""
         # The snapshot and the fresh queue are taken together (no await between), so a
         # change is either in the snapshot or queued after it, never both.
+        snapshot = self._status_snapshot()
+        self._status_queue = asyncio.Queue()
+        for number, status, code in snapshot:
+            await self._send_status(endpoint, number, status, code)
+        while True:
+            number, status, code = await self._status_queue.get()
+            await self._send_status(endpoint, number, status, code)
+
+    def _status_snapshot(self) -> list[tuple[int, ConnectorStatus, str]]:
+        """Every connector's current status (connector 0: the station) and error code."""
         operative = any(evse.operative for evse in self.station.evses.values())
         station_status = ConnectorStatus.AVAILABLE if operative else ConnectorStatus.UNAVAILABLE
         snapshot = [(0, station_status, "NoError")]
@@ -240,12 +251,7 @@ class Ocpp16Adapter:
             for connector_id, (status, fault) in evse.statuses().items():
                 code = mapping.ERROR_CODES[fault] if fault else "NoError"
                 snapshot.append((self._connector_of[(evse.id, connector_id)], status, code))
-        self._status_queue = asyncio.Queue()
-        for number, status, code in snapshot:
-            await self._send_status(endpoint, number, status, code)
-        while True:
-            number, status, code = await self._status_queue.get()
-            await self._send_status(endpoint, number, status, code)
+        return snapshot
 
     async def _send_status(
         self, endpoint: RpcEndpoint, connector: int, status: ConnectorStatus, code: str
@@ -429,6 +435,64 @@ class Ocpp16Adapter:
         """CancelReservation.req (section 5.1)."""
         cancelled = self.station.cancel_reservation(int(payload["reservationId"]))
         return {"status": "Accepted" if cancelled else "Rejected"}
+
+    async def _on_trigger_message(self, payload: dict[str, Any]) -> dict[str, Any] | AfterReply:
+        """TriggerMessage.req (section 5.17): answer, then send the requested message."""
+        message = payload["requestedMessage"]
+        connector = payload.get("connectorId")
+        if connector is not None and connector != 0 and connector not in self.connectors:
+            return {"status": "Rejected"}
+        if message == "MeterValues" and not connector:
+            return {"status": "Rejected"}  # a meter belongs to a connector
+
+        def send() -> None:
+            self._tasks.spawn(self._send_triggered(message, connector), name="triggered")
+
+        return AfterReply({"status": "Accepted"}, send)
+
+    async def _send_triggered(self, message: str, connector: int | None) -> None:
+        endpoint = self._endpoint
+        if endpoint is None:
+            return
+        try:
+            if message == "BootNotification":
+                await endpoint.call("BootNotification", self._boot_payload)
+            elif message == "Heartbeat":
+                await endpoint.call("Heartbeat", {})
+            elif message == "StatusNotification":
+                for number, status, code in self._status_snapshot():
+                    if connector is None or connector == number:
+                        await self._send_status(endpoint, number, status, code)
+            elif message == "MeterValues" and connector:
+                await self._send_triggered_meter_values(endpoint, connector)
+            elif message == "DiagnosticsStatusNotification":
+                await endpoint.call("DiagnosticsStatusNotification", {"status": "Idle"})
+            elif message == "FirmwareStatusNotification":
+                await endpoint.call("FirmwareStatusNotification", {"status": "Idle"})
+        except (RpcError, CallTimeout, ConnectionLost) as exc:
+            log.info("triggered %s not sent: %s", message, exc)
+
+    async def _send_triggered_meter_values(self, endpoint: RpcEndpoint, connector: int) -> None:
+        evse_id, _ = self.connectors[connector]
+        evse = self.station.evses[evse_id]
+        sample = await evse.read_meter()
+        if sample is None:
+            return
+        offered = evse.limit_a if evse.desired_outputs().offering else 0.0
+        values = mapping.sampled_values(
+            sample, self.keys.get_list("MeterValuesSampledData"), "Trigger", offered
+        )
+        payload: dict[str, Any] = {
+            "connectorId": connector,
+            "meterValue": [
+                {"timestamp": mapping.timestamp(self.clock.now()), "sampledValue": values}
+            ],
+        }
+        if evse.tx is not None:
+            csms_id = self.store.get_transaction(evse.tx.local_id).csms_tx_id
+            if csms_id is not None:
+                payload["transactionId"] = int(csms_id)
+        await endpoint.call("MeterValues", payload)
 
     async def _on_reset(self, payload: dict[str, Any]) -> AfterReply:
         hard = payload["type"] == "Hard"

@@ -72,7 +72,7 @@ KEYS: tuple[Key, ...] = (
     Key(
         "SupportedFeatureProfiles",
         Kind.CSL,
-        "Core,LocalAuthListManagement,Reservation",
+        "Core,LocalAuthListManagement,Reservation,RemoteTrigger",
         readonly=True,
     ),
     Key("SupportedFeatureProfilesMaxLength", Kind.INT, "6", readonly=True),
