@@ -83,7 +83,7 @@ def test_board_example_names_real_drivers_and_reads_the_password_file(tmp_path: 
     (evse,) = config.evses
     assert evse.board == DriverConfig("serial_mcu", {"port": "/dev/ttyAMA0", "baudrate": 115200})
     assert evse.meter == DriverConfig(
-        "modbus_meter", {"port": "/dev/ttyUSB0", "unit": 1, "map": "sdm630"}
+        "modbus", {"port": "/dev/ttyUSB0", "unit": 1, "map": "sdm630"}
     )
     assert evse.lock == DriverConfig("serial_mcu")
     assert evse.reader == DriverConfig("nfc", {"path": "usb"})

@@ -62,3 +62,22 @@ def test_entry_point_adds_a_driver_without_touching_the_agent(
     context = DriverContext(evse_id=2, max_current_a=32, phases=3)
     assert factory({"greeting": "hi"}, context) == ("hi", 2)
     assert ("board", "acme") in registry.available()
+
+
+def test_every_driver_the_board_example_names_is_registered() -> None:
+    """config/board-example.yaml names real drivers: each resolves to a factory."""
+    from pathlib import Path
+
+    import yaml
+
+    example = Path(__file__).resolve().parents[2] / "config" / "board-example.yaml"
+    document = yaml.safe_load(example.read_text())
+    named = [
+        (role, entry["driver"])
+        for evse in document["evses"]
+        for role, entry in evse.items()
+        if isinstance(entry, dict) and "driver" in entry
+    ]
+    assert named
+    for role, name in named:
+        assert callable(registry.factory(role, name)), (role, name)
