@@ -11,7 +11,6 @@ import asyncio
 import json
 import signal
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -25,6 +24,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 from simulator.csms import Csms, CsmsBehaviour
+from tests.integration.test_csms_peer import next_frame, rpc
 
 V201 = "ocpp2.0.1"
 V16 = "ocpp1.6"
@@ -177,21 +177,6 @@ async def station(
     async with connect(f"{csms.url}/{cp_id}", subprotocols=subprotocols) as ws:
         await csms.wait_connected(cp_id)
         yield ws
-
-
-async def next_frame(ws: ClientConnection) -> list[Any]:
-    """Return the next frame the client receives, parsed."""
-    async with asyncio.timeout(REPLY_TIMEOUT_S):
-        frame: list[Any] = json.loads(await ws.recv())
-    return frame
-
-
-async def rpc(
-    ws: ClientConnection, action: str, payload: dict[str, Any], unique_id: str | None = None
-) -> list[Any]:
-    """Send a CALL and return the reply frame."""
-    await ws.send(json.dumps([2, unique_id or str(uuid.uuid4()), action, payload]))
-    return await next_frame(ws)
 
 
 # -- answers ---------------------------------------------------------------------------------
