@@ -28,7 +28,6 @@ from tests.integration.test_csms_peer import next_frame, rpc
 
 V201 = "ocpp2.0.1"
 V16 = "ocpp1.6"
-REPLY_TIMEOUT_S = 5.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOW = "2025-01-01T00:00:00Z"
 BOOT = {"reason": "PowerUp", "chargingStation": {"model": "sim", "vendorName": "cpagent"}}
