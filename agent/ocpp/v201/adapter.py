@@ -53,6 +53,7 @@ from agent.ocpp.v201.reports import (
 )
 from agent.ocpp.v201.variables import Attribute, VariableDef
 from agent.store import Store
+from agent.store.auth import AuthCache, LocalAuthList
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,8 @@ class Ocpp201Adapter:
         request_reset: Callable[[bool], None],
         boot_reason: str = "PowerUp",
         vendor_handlers: Mapping[str, VendorHandler] | None = None,
+        local_list: LocalAuthList | None = None,
+        auth_cache: AuthCache | None = None,
     ) -> None:
         """`charging_station` is the BootNotification's ChargingStationType (model,
         vendorName, serialNumber, firmwareVersion); `install_settings` are device model
@@ -114,6 +117,9 @@ class Ocpp201Adapter:
         self._boot_reason = boot_reason
         self._request_reset = request_reset
         self._vendor_handlers = dict(vendor_handlers or {})
+        self._extra_handlers: dict[str, Handler] = {}
+        self._local_list = local_list or LocalAuthList(store)
+        self._auth_cache = auth_cache or AuthCache(store, clock=clock)
         catalogue = mapping.station_catalogue(
             station,
             vendor_name=self._charging_station["vendorName"],
@@ -161,7 +167,12 @@ class Ocpp201Adapter:
             "SetVariables": self._on_set_variables,
             "TriggerMessage": self._on_trigger_message,
         }
+        table.update(self._extra_handlers)
         return {action: self._gated(action, handler) for action, handler in table.items()}
+
+    def add_handlers(self, handlers: Mapping[str, Handler]) -> None:
+        """Answer more CALLs (before `handlers()` is taken), gated like the adapter's own."""
+        self._extra_handlers.update(handlers)
 
     def register_vendor(self, vendor_id: str, handler: VendorHandler) -> None:
         """Answer DataTransfer requests for `vendor_id` with `handler`."""
