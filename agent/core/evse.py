@@ -35,7 +35,15 @@ from agent.core.iec61851 import EvEvent, PilotDecoder
 from agent.core.metering import MeterReader
 from agent.core.outputs import SAFE, Outputs, derive_outputs
 from agent.core.policy import Policy
-from agent.core.ports import Clock, SampleContext, StopReason, TransactionJournal, TxRecord
+from agent.core.ports import (
+    Clock,
+    SampleContext,
+    StopReason,
+    TransactionJournal,
+    TxPoint,
+    TxRecord,
+    TxTrigger,
+)
 from agent.core.reservations import OpenGate, ReservationGate
 from agent.core.status import (
     ConnectorStatus,
@@ -44,6 +52,7 @@ from agent.core.status import (
     connector_statuses,
 )
 from agent.core.tasks import TaskSet
+from agent.core.txpoints import holding, offers_before_transaction, starts, stop_reason
 from drivers.interfaces import BoardSupport, ConnectorLock, DriverError, PowerMeter
 from drivers.types import (
     BoardEvent,
@@ -53,6 +62,7 @@ from drivers.types import (
     MeterSample,
     PilotEvent,
     PilotState,
+    TokenType,
 )
 
 log = logging.getLogger(__name__)
@@ -94,6 +104,7 @@ class Evse:
         authorizer: Callable[[], Authorizer],
         emit: Callable[[StationEvent], None],
         reservations: ReservationGate | None = None,
+        online: Callable[[], bool] = lambda: True,
     ) -> None:
         self.id = evse_id
         self.connectors = connectors
@@ -105,6 +116,7 @@ class Evse:
         self._authorizer = authorizer
         self._reservations: ReservationGate = reservations or OpenGate()
         self._emit = emit
+        self._online = online
         self.pilot = PilotState.A
         self._faults = FaultSet(f"EVSE {evse_id}")
         self.contactor_feedback: bool | None = None
@@ -118,6 +130,11 @@ class Evse:
         self.token: IdToken | None = None
         self.token_group: str | None = None  # the group (parent id) of the token
         self._token_result: AuthResult | None = None
+        self._remote_start_id: int | None = None  # of the remote start being served
+        self._held: frozenset[TxPoint] = frozenset()  # conditions held during the tx
+        self._conditions: frozenset[TxPoint] = frozenset()  # as of the last settle
+        self._journaled_state: tuple[str, bool] | None = None  # charging state last told
+        self._energy_seen = False  # energy_flowing() as the status last saw it
         self.metering = MeterReader(
             meter,
             contactor_closed=lambda: self.commanded.contactor_closed,
@@ -226,10 +243,25 @@ class Evse:
         self._outputs_dirty.set()
 
     def desired_outputs(self) -> Outputs:
-        """What PWM and contactor should be now."""
+        """What PWM and contactor should be now.
+
+        Power is offered in the charging session once its transaction is journalled
+        (or before, when the transaction is to start with the energy transfer).
+        """
+        phase = self.state
+        if (
+            phase == SessionPhase.TRANSACTION
+            and self.tx is None
+            and not offers_before_transaction(self.policy.tx_start_points)
+        ):
+            phase = SessionPhase.PLUGGED
         return derive_outputs(
-            phase=self.state, pilot=self.pilot, faults=self.blocking_faults, limit_a=self.limit_a
+            phase=phase, pilot=self.pilot, faults=self.blocking_faults, limit_a=self.limit_a
         )
+
+    def energy_flowing(self) -> bool:
+        """Whether the power path is closed with the EV drawing (pilot C or D)."""
+        return self.commanded.contactor_closed and self.pilot in (PilotState.C, PilotState.D)
 
     async def _outputs_worker(self) -> None:
         while True:
@@ -254,6 +286,7 @@ class Evse:
                 self.metering.contactor_closing()
                 await self.board.set_contactor(True)
             self.commanded = desired
+            self.publish_status()
             if self._board_failed:
                 self._board_failed = False
                 self._set_fault(FaultCode.INTERNAL_ERROR, False, source="outputs")
@@ -281,6 +314,24 @@ class Evse:
         """
         if self._settling:
             return
+        for connector_id, value in self._status_inputs_now()[1].items():
+            if self._statuses.get(connector_id) != value:
+                self._statuses[connector_id] = value
+                self._emit(
+                    StatusChanged(self.id, connector_id, value[0], value[1], self.clock.now())
+                )
+        if self._energy_seen != self.energy_flowing() or (
+            self.tx is not None and self._charging_state() != self._journaled_state
+        ):
+            # The charging state or the energy transfer changed: the transaction may
+            # start, end or note it (on the lifecycle worker, off this path).
+            self._energy_seen = self.energy_flowing()
+            self._inbox.put_nowait(lambda: self._settle(TxTrigger.CHARGING_STATE_CHANGED))
+
+    def _status_inputs_now(
+        self,
+    ) -> tuple[ConnectorStatus, dict[int, tuple[ConnectorStatus, FaultCode | None]]]:
+        """The derived status of the session connector, and of every connector, now."""
         inputs = StatusInputs(
             phase=self.state,
             pilot=self.pilot,
@@ -290,12 +341,8 @@ class Evse:
             reserved=self.reserved,
         )
         ids = tuple(connector.id for connector in self.connectors)
-        for connector_id, value in connector_statuses(inputs, ids, self._faults.advisory).items():
-            if self._statuses.get(connector_id) != value:
-                self._statuses[connector_id] = value
-                self._emit(
-                    StatusChanged(self.id, connector_id, value[0], value[1], self.clock.now())
-                )
+        statuses = connector_statuses(inputs, ids, self._faults.advisory)
+        return statuses[ids[0]][0], statuses
 
     def status(self, connector_id: int = 1) -> ConnectorStatus:
         """The last derived status of a connector."""
@@ -311,8 +358,13 @@ class Evse:
         for event in events:
             if event == EvEvent.PLUGGED:
                 await self.plug()  # type: ignore[attr-defined]
+                await self._settle(TxTrigger.CABLE_PLUGGED_IN)
             elif event == EvEvent.UNPLUGGED:
-                await self.unplug()  # type: ignore[attr-defined]
+                if await self.unplug():  # type: ignore[attr-defined]
+                    await self._settle(TxTrigger.CABLE_PLUGGED_IN, StopReason.EV_DISCONNECTED)
+                    self.token = self.token_group = None
+                else:
+                    await self._settle(TxTrigger.CHARGING_STATE_CHANGED)
                 if self.state == SessionPhase.IDLE and self.lock is not None:
                     await self._drive_lock(False)
             elif event == EvEvent.PILOT_ERROR:
@@ -330,10 +382,15 @@ class Evse:
 
     def present_token(self, token: IdToken) -> None:
         """A token was presented at this EVSE's reader: start, stop or cancel."""
-        if self.state == SessionPhase.TRANSACTION:
-            if self.token is not None and token.value == self.token.value:
+        authorized = self.state in (SessionPhase.TRANSACTION, SessionPhase.AUTHORIZED)
+        if authorized and self.token is not None and token.value == self.token.value:
+            if self.tx is not None or self.state == SessionPhase.TRANSACTION:
                 self._inbox.put_nowait(lambda: self._stop(StopReason.LOCAL, token.value))
-            elif self.token_group is not None and not self._authorizing:
+            else:
+                self._inbox.put_nowait(self._cancel_authorization)
+            return
+        if self.state == SessionPhase.TRANSACTION:
+            if self.token_group is not None and not self._authorizing:
                 # Another card of the same group may stop it (OCPP 1.6 section 3.5.2,
                 # 2.0.1 C01.FR.03): ask who it belongs to.
                 self._authorizing = True
@@ -343,15 +400,14 @@ class Evse:
                     AuthorizationOutcome(self.id, token, AuthResult(AuthStatus.CONCURRENT_TX))
                 )
             return
-        if self.state == SessionPhase.AUTHORIZED and self.token == token:
-            self._inbox.put_nowait(self._cancel_authorization)
-            return
         if not self.available_for_new_session() or self._authorizing:
             return
         self._authorizing = True
         self._tasks.spawn(self._authorize_and_go(token, check=True), name=f"evse-{self.id}-auth")
 
-    def remote_start(self, token: IdToken, *, authorize: bool) -> bool:
+    def remote_start(
+        self, token: IdToken, *, authorize: bool, remote_start_id: int | None = None
+    ) -> bool:
         """Accept a remote start if this EVSE can take it; authorize first if asked."""
         if not self.available_for_new_session() or self._authorizing:
             return False
@@ -361,7 +417,8 @@ class Evse:
             return False  # reserved for someone else (OCPP 1.6 section 5.11)
         self._authorizing = True
         self._tasks.spawn(
-            self._authorize_and_go(token, check=authorize), name=f"evse-{self.id}-remote"
+            self._authorize_and_go(token, check=authorize, remote_start_id=remote_start_id),
+            name=f"evse-{self.id}-remote",
         )
         return True
 
@@ -370,7 +427,9 @@ class Evse:
         """Whether a token check is in flight (further taps are ignored meanwhile)."""
         return self._authorizing
 
-    async def _authorize_and_go(self, token: IdToken, *, check: bool) -> None:
+    async def _authorize_and_go(
+        self, token: IdToken, *, check: bool, remote_start_id: int | None = None
+    ) -> None:
         try:
             if check:
                 result = await self._authorizer().authorize(token)
@@ -382,7 +441,7 @@ class Evse:
             log.info("EVSE %s: reserved for another token", self.id)
             result = AuthResult(AuthStatus.INVALID, result.group_id, result.expires_at)
         if result.accepted:
-            self._inbox.put_nowait(lambda: self._authorized(token, result))
+            self._inbox.put_nowait(lambda: self._authorized(token, result, remote_start_id))
         self._emit(AuthorizationOutcome(self.id, token, result))
 
     async def _group_stop(self, token: IdToken) -> None:
@@ -396,15 +455,23 @@ class Evse:
         if same_group:
             self._inbox.put_nowait(lambda: self._stop(StopReason.LOCAL, token.value))
 
-    async def _authorized(self, token: IdToken, result: AuthResult) -> None:
-        if not self.available_for_new_session():
+    async def _authorized(
+        self, token: IdToken, result: AuthResult, remote_start_id: int | None
+    ) -> None:
+        if not self.available_for_new_session() or self.state == SessionPhase.AUTHORIZED:
             return
         self.token, self.token_group, self._token_result = token, result.group_id, result
-        if not await self.authorize():  # type: ignore[attr-defined]
+        self._remote_start_id = remote_start_id
+        if await self.authorize():  # type: ignore[attr-defined]
+            trigger = TxTrigger.AUTHORIZED if remote_start_id is None else TxTrigger.REMOTE_START
+            await self._settle(trigger)
+        else:
             self.token = self.token_group = None
+            self._remote_start_id = None
 
     async def _cancel_authorization(self) -> None:
         if await self.cancel_authorization():  # type: ignore[attr-defined]
+            await self._settle(TxTrigger.AUTHORIZED, StopReason.LOCAL)
             self.token = self.token_group = None
 
     async def stop_transaction(self, reason: StopReason, stop_token: str | None = None) -> bool:
@@ -413,13 +480,18 @@ class Evse:
         return result
 
     async def _stop(self, reason: StopReason, stop_token: str | None) -> bool:
-        if self.state != SessionPhase.TRANSACTION:
+        """End the authorization and the transaction, whatever the stop points say."""
+        if self.tx is None and self.state != SessionPhase.TRANSACTION:
             return False
-        return bool(await self.end(reason, stop_token))  # type: ignore[attr-defined]
+        had_tx = self.tx is not None
+        await self.end()  # type: ignore[attr-defined]
+        await self._end_transaction(reason, stop_token)
+        self.token = self.token_group = None
+        return had_tx
 
     async def unlock_connector(self) -> UnlockResult:
         """Stop any transaction here, then release the connector lock."""
-        if self.state == SessionPhase.TRANSACTION:
+        if self.tx is not None:
             await self.stop_transaction(StopReason.UNLOCK)
         if self.lock is None:
             return UnlockResult.NOT_SUPPORTED
@@ -427,7 +499,7 @@ class Evse:
 
     def set_operative(self, operative: bool) -> bool:
         """Change availability; returns False when Scheduled (a transaction runs)."""
-        if self.state == SessionPhase.TRANSACTION and not operative:
+        if self.tx is not None and not operative:
             self.pending_operative = operative
             return False
         self.pending_operative = None
@@ -443,66 +515,8 @@ class Evse:
         return self._decoder.last_good != PilotState.A
 
     def stops_on_ev_disconnect(self, *_: Any) -> bool:
-        """Machine condition: unplugging ends the transaction."""
+        """Machine condition: unplugging ends the authorization."""
         return self.policy.stop_tx_on_ev_disconnect
-
-    async def begin_transaction(self, *_: Any) -> None:
-        """Machine callback: journal a new transaction (before entering TRANSACTION)."""
-        token = self.token
-        if token is None:
-            raise RuntimeError("no authorized token")
-        sample = await self.metering.register()  # no wait when the contactor stayed open
-        if sample is None:
-            # Never bill from a made-up register: the transition does not happen.
-            raise RuntimeError("the meter has given no reading yet; transaction not started")
-        now = self.clock.now()
-        reservation_id = self._reservations.use(self.id, token, self._token_result)
-        self.tx = self.journal.begin_transaction(
-            evse_id=self.id,
-            connector_id=self.connectors[0].id,
-            id_token=token.value,
-            token_type=token.type,
-            started_at=now,
-            meter_start_wh=sample.energy_import_wh,
-            reservation_id=reservation_id,
-        )
-        self._emit(TxMessageQueued(self.id, self.tx.local_id))
-        if self.lock is not None and not await self._drive_lock(True):
-            self._set_fault(FaultCode.LOCK_FAILURE, True, "connector did not lock", source="lock")
-            self._tasks.spawn(self._retry_lock(self.tx.local_id), name=f"evse-{self.id}-lock")
-        self._sampler = self._tasks.spawn(self._sample_transaction(self.tx.local_id))
-
-    async def end_transaction_on_unplug(self, *_: Any) -> None:
-        """Machine callback: the EV left; end the transaction."""
-        await self.end_transaction(StopReason.EV_DISCONNECTED, None)
-
-    async def end_transaction(self, reason: StopReason, stop_token: str | None, *_: Any) -> None:
-        """Machine callback: journal the end of the running transaction."""
-        tx = self.tx
-        if tx is None:
-            return
-        if self._sampler is not None:
-            self._sampler.cancel()
-            self._sampler = None
-        sample = await self.read_meter()
-        now = self.clock.now()
-        meter_stop = sample.energy_import_wh if sample else tx.last_meter_wh
-        payload = sample_payload(sample, SampleContext.END, now, 0.0) if sample else {}
-        self.journal.end_transaction(
-            tx.local_id,
-            stopped_at=now,
-            meter_stop_wh=max(meter_stop, tx.meter_start_wh),
-            reason=reason,
-            stop_id_token=stop_token,
-            payload=payload,
-        )
-        self.tx = None
-        self.token = self.token_group = None
-        self._emit(TxMessageQueued(self.id, tx.local_id))
-        if self.lock is not None:
-            await self._drive_lock(False)
-        if self.pending_operative is not None:
-            self.operative, self.pending_operative = self.pending_operative, None
 
     def arm_connection_timeout(self, *_: Any) -> None:
         """Machine callback: give up on an authorization if no car arrives in time."""
@@ -512,15 +526,164 @@ class Evse:
             await self.clock.sleep(self.policy.connection_timeout_s)
             if self.state == SessionPhase.AUTHORIZED and self.token == token:
                 log.info("EVSE %s: no vehicle within ConnectionTimeOut", self.id)
-                self._inbox.put_nowait(self._cancel_authorization)
+                self._inbox.put_nowait(self._connection_timed_out)
 
         self._tasks.spawn(expire(), name=f"evse-{self.id}-connection-timeout")
+
+    async def _connection_timed_out(self) -> None:
+        if await self.cancel_authorization():  # type: ignore[attr-defined]
+            await self._settle(TxTrigger.AUTHORIZED, StopReason.TIMEOUT)
+            self.token = self.token_group = None
 
     def phase_changed(self, *_: Any) -> None:
         """Machine callback after every state change."""
         self._outputs_dirty.set()
         self._emit(PhaseChanged(self.id, self.state))
         self.publish_status()
+
+    # -- transactions: start and stop points ---------------------------------------
+
+    def _holding(self) -> frozenset[TxPoint]:
+        return holding(
+            self.state, ev_connected=self.ev_present(), energy_flowing=self.energy_flowing()
+        )
+
+    def _charging_state(self) -> tuple[str, bool]:
+        """The session connector's status now and whether a car is connected."""
+        return (str(self._status_inputs_now()[0]), self.ev_present())
+
+    def event_details(self, trigger: TxTrigger | None) -> dict[str, Any]:
+        """What every transaction message of this EVSE records beside its own facts: the
+        trigger, whether the CSMS was unreachable, and the charging state."""
+        status, connected = self._charging_state()
+        details: dict[str, Any] = {
+            "offline": not self._online(),
+            "status": status,
+            "ev_connected": connected,
+        }
+        if trigger is not None:
+            details["trigger"] = trigger.value
+        return details
+
+    async def _settle(self, trigger: TxTrigger, reason: StopReason | None = None) -> None:
+        """Apply the start and stop points after a step of the session (lifecycle only).
+
+        `trigger` says what the step was; `reason` why an ending authorization ended.
+        """
+        now = self._holding()
+        before, self._conditions = self._conditions, now
+        if self.tx is None:
+            if (
+                starts(self.policy.tx_start_points, self.state, now)
+                and not await self._begin_transaction(trigger)
+                and self.state == SessionPhase.TRANSACTION
+            ):
+                await self.end()  # type: ignore[attr-defined]
+            return
+        self._held |= now
+        ending = stop_reason(self.policy.tx_stop_points, self.state, self._held, now)
+        if ending is not None:
+            if self.state == SessionPhase.IDLE and reason is not None:
+                ending = reason
+            await self._end_transaction(ending, None)
+            return
+        gained = now - before
+        if TxPoint.AUTHORIZED in gained and self.token is not None:
+            self._journal_event(trigger, token=self.token)
+        elif TxPoint.EV_CONNECTED in gained:
+            self._journal_event(TxTrigger.CABLE_PLUGGED_IN)
+        elif self._charging_state() != self._journaled_state:
+            self._journal_event(TxTrigger.CHARGING_STATE_CHANGED)
+
+    def _journal_event(self, trigger: TxTrigger, *, token: IdToken | None = None) -> None:
+        tx = self.tx
+        if tx is None:
+            return
+        now = self.clock.now()
+        payload = {"at": now.isoformat(), **self.event_details(trigger)}
+        if trigger == TxTrigger.REMOTE_START and self._remote_start_id is not None:
+            payload["remote_start_id"] = self._remote_start_id
+        self._journaled_state = self._charging_state()
+        if token is None:
+            self.journal.record_event(tx.local_id, at=now, payload=payload)
+        else:
+            self.journal.record_event(
+                tx.local_id, at=now, payload=payload, id_token=token.value, token_type=token.type
+            )
+        self._emit(TxMessageQueued(self.id, tx.local_id))
+
+    async def _begin_transaction(self, trigger: TxTrigger) -> bool:
+        """Journal a new transaction; False (nothing started) without a meter reading."""
+        sample = await self.metering.register()  # no wait when the contactor stayed open
+        if sample is None:
+            # Never bill from a made-up register.
+            log.error("EVSE %s: the meter has given no reading; no transaction", self.id)
+            return False
+        authorized = self.state in (SessionPhase.AUTHORIZED, SessionPhase.TRANSACTION)
+        token = self.token if authorized else None
+        now = self.clock.now()
+        reservation_id = (
+            self._reservations.use(self.id, token, self._token_result) if token else None
+        )
+        details = self.event_details(trigger)
+        begin = sample_payload(sample, SampleContext.BEGIN, now, self._offered_a())
+        details["sample"] = dict(begin)
+        if trigger == TxTrigger.REMOTE_START and self._remote_start_id is not None:
+            details["remote_start_id"] = self._remote_start_id
+        self.tx = self.journal.begin_transaction(
+            evse_id=self.id,
+            connector_id=self.connectors[0].id,
+            id_token=token.value if token else "",
+            token_type=token.type if token else TokenType.NO_AUTHORIZATION,
+            started_at=now,
+            meter_start_wh=sample.energy_import_wh,
+            reservation_id=reservation_id,
+            details=details,
+        )
+        self._held = self._conditions
+        self._journaled_state = self._charging_state()
+        self._outputs_dirty.set()
+        self._emit(TxMessageQueued(self.id, self.tx.local_id))
+        if self.lock is not None and not await self._drive_lock(True):
+            self._set_fault(FaultCode.LOCK_FAILURE, True, "connector did not lock", source="lock")
+            self._tasks.spawn(self._retry_lock(self.tx.local_id), name=f"evse-{self.id}-lock")
+        self._sampler = self._tasks.spawn(self._sample_transaction(self.tx.local_id))
+        return True
+
+    async def _end_transaction(self, reason: StopReason, stop_token: str | None) -> None:
+        """Journal the end of the running transaction (if one runs)."""
+        tx = self.tx
+        if tx is None:
+            return
+        if self._sampler is not None:
+            self._sampler.cancel()
+            self._sampler = None
+        sample = await self.read_meter()
+        now = self.clock.now()
+        meter_stop = sample.energy_import_wh if sample else tx.last_meter_wh
+        payload = dict(sample_payload(sample, SampleContext.END, now, 0.0)) if sample else {}
+        payload.update(self.event_details(None))
+        self.journal.end_transaction(
+            tx.local_id,
+            stopped_at=now,
+            meter_stop_wh=max(meter_stop, tx.meter_start_wh),
+            reason=reason,
+            stop_id_token=stop_token,
+            payload=payload,
+        )
+        self.tx = None
+        self._held = frozenset()
+        self._journaled_state = None
+        self._remote_start_id = None
+        self._emit(TxMessageQueued(self.id, tx.local_id))
+        if self.lock is not None:
+            await self._drive_lock(False)
+        if self.pending_operative is not None:
+            self.operative, self.pending_operative = self.pending_operative, None
+            self._outputs_dirty.set()
+
+    def _offered_a(self) -> float:
+        return self.limit_a if self.desired_outputs().offering else 0.0
 
     # -- metering ----------------------------------------------------------------
 
@@ -570,7 +733,10 @@ class Evse:
                 local_id,
                 at=now,
                 energy_wh=sample.energy_import_wh,
-                payload=sample_payload(sample, SampleContext.PERIODIC, now, offered),
+                payload={
+                    **sample_payload(sample, SampleContext.PERIODIC, now, offered),
+                    **self.event_details(TxTrigger.METER_PERIODIC),
+                },
                 enqueue=periodic,
             )
             if periodic:

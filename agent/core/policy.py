@@ -7,7 +7,9 @@ SampledDataCtrlr variables), so the core reads neutral names only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from agent.core.ports import TxPoint
 
 
 @dataclass(slots=True)
@@ -19,3 +21,11 @@ class Policy:
     connection_timeout_s: float = 60.0
     sample_interval_s: float = 0.0
     aligned_interval_s: float = 0.0
+    #: A transaction starts when one of these holds; OCPP 1.6's rule is PowerPathClosed.
+    tx_start_points: frozenset[TxPoint] = field(
+        default_factory=lambda: frozenset({TxPoint.POWER_PATH_CLOSED})
+    )
+    #: A transaction ends when one of these, having held during it, no longer holds.
+    tx_stop_points: frozenset[TxPoint] = field(
+        default_factory=lambda: frozenset({TxPoint.EV_CONNECTED, TxPoint.AUTHORIZED})
+    )

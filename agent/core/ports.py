@@ -48,6 +48,31 @@ class TxEventKind(StrEnum):
     ENDED = "ended"
 
 
+class TxPoint(StrEnum):
+    """A condition that can start or end a transaction (OCPP 2.0.1 TxStartPoint/TxStopPoint).
+
+    ParkingBayOccupancy and DataSigned need a bay sensor and a signing meter; no driver
+    provides either, so they are not offered.
+    """
+
+    EV_CONNECTED = "ev_connected"  # a vehicle is connected (pilot not in state A)
+    AUTHORIZED = "authorized"  # a token (or the CSMS) authorized charging
+    POWER_PATH_CLOSED = "power_path_closed"  # authorized and connected: power may flow
+    ENERGY_TRANSFER = "energy_transfer"  # the contactor is closed and the EV draws (C/D)
+
+
+class TxTrigger(StrEnum):
+    """What caused a transaction message (mapped to 2.0.1 triggerReason by its adapter)."""
+
+    AUTHORIZED = "authorized"
+    CABLE_PLUGGED_IN = "cable_plugged_in"
+    CHARGING_STATE_CHANGED = "charging_state_changed"
+    REMOTE_START = "remote_start"
+    METER_PERIODIC = "meter_periodic"
+    METER_CLOCK = "meter_clock"
+    TRIGGER = "trigger"
+
+
 class SampleContext(StrEnum):
     """Why a meter sample was taken (mapped to ReadingContext by each adapter)."""
 
@@ -73,6 +98,8 @@ class StopReason(StrEnum):
     UNAVAILABLE = "unavailable"
     UNLOCK = "unlock"  # the CSMS asked to unlock the connector
     FAULT = "fault"
+    TIMEOUT = "timeout"  # authorized, but no vehicle arrived in time
+    STOPPED_BY_EV = "stopped_by_ev"  # the EV stopped drawing (an EnergyTransfer stop point)
     OTHER = "other"
 
 
@@ -127,8 +154,27 @@ class TransactionJournal(Protocol):
         started_at: datetime,
         meter_start_wh: float,
         reservation_id: int | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> TxRecord:
-        """Record a new transaction and enqueue its STARTED entry; return the record."""
+        """Record a new transaction and enqueue its STARTED entry; return the record.
+
+        `id_token` is "" (type NoAuthorization) for a transaction that starts before
+        anyone is authorized; `details` are added to the STARTED payload.
+        """
+        ...
+
+    def record_event(
+        self,
+        local_id: int,
+        *,
+        at: datetime,
+        payload: Mapping[str, Any],
+        id_token: str | None = None,
+        token_type: TokenType | None = None,
+    ) -> None:
+        """Enqueue an UPDATED entry that is not a meter sample (the token learned after
+        the start, a cable plugged in, a charging state change); with `id_token`, the
+        transaction's token becomes that one."""
         ...
 
     def record_meter(

@@ -5,6 +5,10 @@ STYLE.md recommends for fleet mode). States are `SessionPhase`; the table below 
 whole behaviour, and the callbacks it names live on the model (agent.core.evse.Evse).
 Events are queued per model, so a trigger fired while another is running waits its turn.
 
+TRANSACTION is the charging session: authorized, with a car (the power path may close).
+With OCPP 1.6's rule it coincides with the transaction; with other 2.0.1 start points a
+transaction may already run in PLUGGED or AUTHORIZED (agent.core.txpoints).
+
 Only the lifecycle is here. What the hardware does (PWM, contactor) is derived from the
 phase and the inputs by agent.core.outputs, so an unplug or a fault never waits behind a
 transition.
@@ -26,17 +30,13 @@ IDLE, AUTHORIZED, PLUGGED, TRANSACTION, FINISHING = (
     SessionPhase.FINISHING,
 )
 
-#: trigger, sources, destination, callbacks. `before` callbacks run before the state
-#: changes: when one raises, the transition does not happen (no half-done transitions).
+#: trigger, sources, destination, conditions. The table is the session only (who is
+#: authorized, whether a car is here); when a transaction starts and ends follows from it
+#: by the rules of agent.core.txpoints, applied by the EVSE after every step.
 TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "plug", "source": IDLE, "dest": PLUGGED},
-    {"trigger": "plug", "source": AUTHORIZED, "dest": TRANSACTION, "before": "begin_transaction"},
-    {
-        "trigger": "authorize",
-        "source": [PLUGGED, FINISHING],
-        "dest": TRANSACTION,
-        "before": "begin_transaction",
-    },
+    {"trigger": "plug", "source": AUTHORIZED, "dest": TRANSACTION},
+    {"trigger": "authorize", "source": [PLUGGED, FINISHING], "dest": TRANSACTION},
     {"trigger": "authorize", "source": IDLE, "dest": AUTHORIZED, "after": "arm_connection_timeout"},
     {"trigger": "cancel_authorization", "source": AUTHORIZED, "dest": IDLE},
     {"trigger": "unplug", "source": [PLUGGED, FINISHING], "dest": IDLE},
@@ -45,22 +45,16 @@ TRANSITIONS: list[dict[str, Any]] = [
         "source": TRANSACTION,
         "dest": IDLE,
         "conditions": "stops_on_ev_disconnect",
-        "before": "end_transaction_on_unplug",
     },
+    # The authorization ends (a stop, or a transaction that could not start).
     {
         "trigger": "end",
-        "source": TRANSACTION,
+        "source": [TRANSACTION, PLUGGED],
         "dest": FINISHING,
         "conditions": "ev_present",
-        "before": "end_transaction",
     },
-    {
-        "trigger": "end",
-        "source": TRANSACTION,
-        "dest": IDLE,
-        "unless": "ev_present",
-        "before": "end_transaction",
-    },
+    {"trigger": "end", "source": [TRANSACTION, PLUGGED], "dest": IDLE, "unless": "ev_present"},
+    {"trigger": "end", "source": AUTHORIZED, "dest": IDLE},
 ]
 
 

@@ -29,7 +29,14 @@ from agent.core.events import (
 )
 from agent.core.evse import Evse
 from agent.core.policy import Policy
-from agent.core.ports import Clock, SampleContext, SettingsStore, StopReason, TransactionJournal
+from agent.core.ports import (
+    Clock,
+    SampleContext,
+    SettingsStore,
+    StopReason,
+    TransactionJournal,
+    TxTrigger,
+)
 from agent.core.reservations import Reservation, ReservationBook, ReserveResult
 from agent.core.session import build_machine
 from agent.core.status import ConnectorStatus, SessionPhase
@@ -65,6 +72,9 @@ class Station:
         self.policy = policy or Policy()
         self.evses: dict[int, Evse] = {}
         self.authorizer: Authorizer = _RejectAll()
+        #: Whether the CSMS is reachable now (set by the adapter; transaction messages
+        #: record it, as 2.0.1's offline flag needs).
+        self.csms_online = False
         self._listeners: list[Listener] = []
         self._machine = build_machine()
         self._tasks = TaskSet("station")
@@ -89,6 +99,7 @@ class Station:
             "authorizer": lambda: self.authorizer,
             "emit": self.emit,
             "reservations": self,
+            "online": lambda: self.csms_online,
         }
 
     # -- events ----------------------------------------------------------------
@@ -144,7 +155,7 @@ class Station:
                 meter_stop_wh=tx.last_meter_wh,
                 reason=StopReason.POWER_LOSS,
                 stop_id_token=None,
-                payload={},
+                payload={"offline": True},
             )
             self.emit(TxMessageQueued(tx.evse_id, tx.local_id))
             count += 1
@@ -156,13 +167,26 @@ class Station:
         """The EVSE with this id; KeyError if there is none."""
         return self.evses[evse_id]
 
-    def remote_start(self, token: IdToken, evse_id: int | None, *, authorize: bool) -> bool:
-        """Start charging for `token` on an EVSE (or the first that can); False if none can."""
+    def remote_start(
+        self,
+        token: IdToken,
+        evse_id: int | None,
+        *,
+        authorize: bool,
+        remote_start_id: int | None = None,
+    ) -> bool:
+        """Start charging for `token` on an EVSE (or the first that can); False if none can.
+
+        `remote_start_id` is the CSMS's id for this request (2.0.1), kept with the
+        transaction it starts or authorizes."""
         candidates = [self.evses[evse_id]] if evse_id in self.evses else []
         if evse_id is None:
             ranked = sorted(self.evses.values(), key=lambda e: e.state != SessionPhase.PLUGGED)
             candidates = [e for e in ranked if e.available_for_new_session()]
-        return any(evse.remote_start(token, authorize=authorize) for evse in candidates[:1])
+        return any(
+            evse.remote_start(token, authorize=authorize, remote_start_id=remote_start_id)
+            for evse in candidates[:1]
+        )
 
     async def stop_transaction(self, local_id: int, reason: StopReason) -> bool:
         """Stop the running transaction with this local id; False if none runs."""
@@ -342,7 +366,10 @@ class Station:
                 tx.local_id,
                 at=now,
                 energy_wh=sample.energy_import_wh,
-                payload=sample_payload(sample, SampleContext.CLOCK, now, offered),
+                payload={
+                    **sample_payload(sample, SampleContext.CLOCK, now, offered),
+                    **evse.event_details(TxTrigger.METER_CLOCK),
+                },
                 enqueue=True,
             )
             self.emit(TxMessageQueued(evse.id, tx.local_id))

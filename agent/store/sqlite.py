@@ -292,15 +292,17 @@ class Store:
         started_at: datetime,
         meter_start_wh: float,
         reservation_id: int | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> TxRecord:
         """Record a new transaction and enqueue its STARTED entry; return the record.
 
         The STARTED payload holds the transaction's start facts (times as ISO 8601 UTC
-        text). Raises ValueError if `started_at` is naive.
+        text) and the caller's `details`. Raises ValueError if `started_at` is naive.
         """
         started_text = _to_text(started_at)
         payload = _dump(
             {
+                **(details or {}),
                 "evse_id": evse_id,
                 "connector_id": connector_id,
                 "id_token": id_token,
@@ -370,6 +372,43 @@ class Store:
                 self._raise_not_open(conn, local_id)
             if payload_text is not None:
                 self._enqueue(conn, local_id, TxEventKind.UPDATED, payload_text, at_text)
+
+    def record_event(
+        self,
+        local_id: int,
+        *,
+        at: datetime,
+        payload: Mapping[str, Any],
+        id_token: str | None = None,
+        token_type: TokenType | None = None,
+    ) -> None:
+        """Enqueue an UPDATED entry that is no meter sample; with `id_token`, the
+        transaction's token becomes that one (learned after the start).
+
+        Raises KeyError for an unknown transaction, ValueError for an ended one.
+        """
+        at_text = _to_text(at)
+        payload_text = _dump(payload)
+        with self.writing() as conn:
+            open_row = conn.execute(
+                "SELECT 1 FROM transactions WHERE local_id = ? AND stopped_at IS NULL",
+                (local_id,),
+            ).fetchone()
+            if open_row is None:
+                self._raise_not_open(conn, local_id)
+            if id_token is not None:
+                conn.execute(
+                    "UPDATE transactions SET id_token = ?, token_type = ? WHERE local_id = ?",
+                    (id_token, str(token_type or TokenType.ISO14443), local_id),
+                )
+            self._enqueue(conn, local_id, TxEventKind.UPDATED, payload_text, at_text)
+
+    def entry_position(self, tx_local_id: int, seq: int) -> int:
+        """How many entries of the transaction precede entry `seq` (0 for the first)."""
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM outbox WHERE tx_local_id = ? AND seq < ?", (tx_local_id, seq)
+        ).fetchone()
+        return int(row[0])
 
     def end_transaction(
         self,

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from agent.core.ports import TxEventKind
 from simulator.csms import Csms, CsmsBehaviour
 from tests.integration.conftest import CP_ID, RunningStation, until
 
@@ -46,10 +47,19 @@ async def test_offline_session_is_delivered_once_in_order_on_reconnect(
     running.plug()
     running.tap("OFFLINE-CARD")
     await until(agent, lambda: agent.station.evses[1].tx is not None)
-    await until(agent, lambda: agent.store.pending_count() >= 3)  # start + 2 samples
+    local_id = agent.station.evses[1].tx.local_id  # type: ignore[union-attr]
+
+    def with_messages() -> int:
+        """Journal entries that make a 1.6 message (charging-state notes make none)."""
+        entries = agent.store.tx_entries(local_id)
+        return sum(
+            e.kind != TxEventKind.UPDATED or "energy_import_wh" in e.payload for e in entries
+        )
+
+    await until(agent, lambda: with_messages() >= 3)  # start + 2 samples
     running.unplug()
     await until(agent, lambda: agent.station.evses[1].tx is None)
-    queued = agent.store.pending_count()
+    queued = with_messages()
 
     async with Csms(port=port) as back:
         await back.wait_for("StopTransaction", timeout_s=15)

@@ -217,7 +217,9 @@ async def test_full_ev_suspends_then_unplug_stops(csms: Csms, station: RunningSt
     station.tap("CARD")
     await csms.wait_for("StatusNotification", where=lambda p: p["status"] == "Charging")
     # At 60x time, a 300 Wh battery one percent short fills within a few seconds.
-    suspended_so_far = statuses(csms).count("SuspendedEV")
+    suspended_so_far = [p["status"] for p in csms.calls("StatusNotification", CP_ID)].count(
+        "SuspendedEV"
+    )
     await csms.wait_for(
         "StatusNotification",
         count=suspended_so_far + 1,

@@ -120,6 +120,7 @@ async def test_a_jammed_lock_faults_the_session_until_a_retry_locks_it(rig: Rig)
     await rig.wait_status(S.FAULTED)
     assert rig.evse.statuses()[1] == (S.FAULTED, FaultCode.LOCK_FAILURE)
     assert not rig.plant.contactor_closed
+    await settle()  # the retry starts waiting
     rig.lock.jammed = False
     rig.clock.advance(LOCK_RETRY_S)
     await rig.wait_status(S.CHARGING)

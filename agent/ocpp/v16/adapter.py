@@ -23,7 +23,14 @@ from agent.core.events import (
     StatusChanged,
     TxMessageQueued,
 )
-from agent.core.ports import Clock, OutboxEntry, SampleContext, StopReason, TxEventKind
+from agent.core.ports import (
+    Clock,
+    OutboxEntry,
+    SampleContext,
+    StopReason,
+    TxEventKind,
+    TxPoint,
+)
 from agent.core.reservations import Reservation
 from agent.core.station import Station
 from agent.core.status import ConnectorStatus
@@ -154,7 +161,14 @@ class Ocpp16Adapter:
         elif name == "ConnectionTimeOut":
             policy.connection_timeout_s = float(value)
         elif name == "StopTransactionOnEVSideDisconnect":
+            # 1.6's rule in start/stop point terms (2.0.1 E01): start PowerPathClosed;
+            # stop Authorized, and EVConnected when unplugging stops the transaction.
             policy.stop_tx_on_ev_disconnect = value == "true"
+            stop_points = {TxPoint.AUTHORIZED}
+            if policy.stop_tx_on_ev_disconnect:
+                stop_points.add(TxPoint.EV_CONNECTED)
+            policy.tx_start_points = frozenset({TxPoint.POWER_PATH_CLOSED})
+            policy.tx_stop_points = frozenset(stop_points)
         elif name == "UnlockConnectorOnEVSideDisconnect":
             policy.unlock_on_ev_disconnect = value == "true"
         elif name == "HeartbeatInterval":
@@ -193,6 +207,7 @@ class Ocpp16Adapter:
             self._changed()
 
     def _changed(self) -> None:
+        self.station.csms_online = self.online
         self._settled.set()
         for callback in list(self.on_change):
             callback()

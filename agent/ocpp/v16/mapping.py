@@ -51,6 +51,8 @@ STOP_REASONS: dict[StopReason, str] = {
     StopReason.UNAVAILABLE: "Other",
     StopReason.UNLOCK: "UnlockCommand",
     StopReason.FAULT: "Other",
+    StopReason.TIMEOUT: "Other",
+    StopReason.STOPPED_BY_EV: "Other",
     StopReason.OTHER: "Other",
 }
 

@@ -60,6 +60,8 @@ STOP_REASONS: dict[StopReason, str] = {
     StopReason.UNAVAILABLE: "Other",
     StopReason.UNLOCK: "Other",
     StopReason.FAULT: "Other",
+    StopReason.TIMEOUT: "Timeout",
+    StopReason.STOPPED_BY_EV: "StoppedByEV",
     StopReason.OTHER: "Other",
 }
 
