@@ -5,6 +5,12 @@ station core, OCPP adapter and connection supervisor. `run_agent` runs agents in
 so that a Reset restarts the whole agent in-process, exactly as a reboot would: the
 store is closed and reopened, interrupted work is recovered from the journal, and the
 charge point boots again.
+
+The OCPP version: an agent speaks one, chosen here and nowhere else - the version the
+CSMS last negotiated (persisted in the store's settings) if the config still offers it,
+else the config's first preference. The supervisor offers every configured version; when
+the CSMS chooses another than the running adapter's, the choice is persisted and the
+agent ends with Outcome.VERSION_CHANGED, so the next agent boots with the right adapter.
 """
 
 from __future__ import annotations
@@ -16,11 +22,11 @@ import logging
 import re
 import ssl
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from agent import __version__
 from agent.config import Config
@@ -31,9 +37,12 @@ from agent.core.station import Station
 from agent.core.tasks import TaskSet
 from agent.hardware import EvseHardware, build_hardware, isolation_to_board
 from agent.indicators import Feedback
-from agent.ocpp.connection import Backoff, ConnectionState, ConnectionSupervisor
-from agent.ocpp.rpc import Frame
+from agent.ocpp.connection import Backoff, ConnectionState, ConnectionSupervisor, Target
+from agent.ocpp.dialects import OCPP16, OCPP201, Dialect
+from agent.ocpp.rpc import Frame, Handler, RpcEndpoint
 from agent.ocpp.v16.adapter import Ocpp16Adapter
+from agent.ocpp.v201.adapter import Ocpp201Adapter
+from agent.ocpp.v201.network import InstallProfile, NetworkProfiles
 from agent.store import Store
 from agent.store.auth import AuthCache, LocalAuthList
 from drivers.registry import DriverUnavailable as DriverUnavailable
@@ -47,6 +56,9 @@ frames_log = logging.getLogger("cpagent.frames")
 
 #: How long a shutdown waits for the StopTransactions it caused to be delivered.
 GRACEFUL_DRAIN_S = 5.0
+#: Settings key of the OCPP version the CSMS last negotiated.
+VERSION_SETTING = "ocpp.negotiated_version"
+DIALECTS: dict[str, Dialect] = {d.version: d for d in (OCPP16, OCPP201)}
 
 _ID_FIELDS = re.compile(r'("(?:idTag|parentIdTag|idToken)"\s*:\s*")([^"]*)(")')
 
@@ -63,6 +75,47 @@ class Outcome(StrEnum):
     SOFT_RESET = "soft_reset"
     HARD_RESET = "hard_reset"
     POWER_CUT = "power_cut"  # simulated: everything stops at once, nothing graceful
+    VERSION_CHANGED = "version_changed"  # the CSMS chose another OCPP version: restart
+
+
+class OcppAdapter(Protocol):
+    """What the agent, the API and the views use of an adapter, whatever its version."""
+
+    @property
+    def dialect(self) -> Dialect:
+        """The OCPP-J dialect the adapter speaks."""
+        ...
+
+    @property
+    def online(self) -> bool:
+        """Connected and accepted by the CSMS."""
+        ...
+
+    on_change: list[Callable[[], None]]
+
+    def handlers(self) -> dict[str, Handler]:
+        """The CALLs the adapter answers, by action."""
+        ...
+
+    def run_session(self, endpoint: RpcEndpoint) -> Coroutine[Any, Any, None]:
+        """Speak OCPP over one connection until it ends."""
+        ...
+
+    def ping_interval_s(self) -> float | None:
+        """The websocket ping interval for the next connection (None: off)."""
+        ...
+
+    async def shutdown(self) -> None:
+        """Cancel the adapter's own background tasks."""
+        ...
+
+
+class _Wiring(NamedTuple):
+    """An adapter and how the supervisor reaches the CSMS for it."""
+
+    adapter: OcppAdapter
+    targets: Callable[[], Sequence[Target]]
+    attempts_per_target: Callable[[], int]
 
 
 @dataclass
@@ -86,9 +139,14 @@ class MessageLog:
 class Agent:
     """One running agent built from a config."""
 
-    def __init__(self, config: Config, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: Config, *, clock: Clock | None = None, previous: Outcome | None = None
+    ) -> None:
+        """`previous` is how the agent before this one ended (None: the process started),
+        which gives the boot reason."""
         self.config = config
         self.clock = clock or SystemClock()
+        self.previous = previous
         # Drivers first: a driver that is missing or misconfigured stops us before the
         # store is created or anything is started.
         store_dir = Path(config.store.path).parent
@@ -125,21 +183,18 @@ class Agent:
                 )
             )
         self._outcome: asyncio.Future[Outcome] | None = None
-        self.adapter = Ocpp16Adapter(
-            station=self.station,
-            store=self.store,
-            clock=self.clock,
-            boot_payload=self._boot_payload(),
-            install_settings=config.settings,
-            request_reset=self._on_reset,
-            local_list=self.local_list,
-            auth_cache=self.auth_cache,
-        )
+        self.ocpp_version = self._choose_version()
+        self.network: NetworkProfiles | None = None  # 2.0.1 network connection profiles
+        builders = {"1.6": self._wire_16, "2.0.1": self._wire_201}
+        wiring = builders[self.ocpp_version]()
+        self.adapter: OcppAdapter = wiring.adapter
         csms = config.csms
         self.supervisor = ConnectionSupervisor(
-            url=csms.url,
+            targets=wiring.targets,
             charge_point_id=config.station.id,
             dialect=self.adapter.dialect,
+            offered=[DIALECTS[version] for version in csms.ocpp_versions],
+            attempts_per_target=wiring.attempts_per_target,
             handlers=self.adapter.handlers(),
             session=self.adapter.run_session,
             backoff=Backoff(
@@ -149,12 +204,9 @@ class Agent:
             ),
             response_timeout_s=csms.response_timeout_s,
             ping_interval_s=self.adapter.ping_interval_s,
-            basic_auth=(csms.basic_auth.username, csms.basic_auth.password.reveal())
-            if csms.basic_auth
-            else None,
-            ssl_context=self._ssl_context(),
             on_frame=self.messages,
             on_state=lambda _state: self._notify(),
+            on_connected=self._on_connected,
         )
         self._tasks = TaskSet("agent")
         self._changed = asyncio.Event()
@@ -164,6 +216,87 @@ class Agent:
 
     def _notify(self) -> None:
         self._changed.set()
+
+    # -- the OCPP version and its adapter ----------------------------------------------
+
+    def _choose_version(self) -> str:
+        """The version last negotiated, if still offered; else the first preference."""
+        offered = self.config.csms.ocpp_versions
+        stored = self.store.get_setting(VERSION_SETTING)
+        return stored if stored in offered else offered[0]
+
+    def _on_connected(self, target: Target, dialect: Dialect) -> None:
+        """Persist the version the CSMS chose; restart if it is not ours."""
+        if self.network is not None:
+            self.network.on_connected(target)
+        if self.store.get_setting(VERSION_SETTING) != dialect.version:
+            self.store.set_setting(VERSION_SETTING, dialect.version)
+        if dialect.version != self.ocpp_version:
+            log.info("restarting with OCPP %s (was %s)", dialect.version, self.ocpp_version)
+            self._end(Outcome.VERSION_CHANGED)
+
+    def _install_target(self) -> Target:
+        """The install config's CSMS endpoint."""
+        csms = self.config.csms
+        return Target(
+            url=csms.url,
+            basic_auth=(csms.basic_auth.username, csms.basic_auth.password.reveal())
+            if csms.basic_auth
+            else None,
+            ssl_context=self._tls(csms.url),
+            name="config",
+        )
+
+    def _wire_16(self) -> _Wiring:
+        """OCPP 1.6: one target, the config's."""
+        adapter = Ocpp16Adapter(
+            station=self.station,
+            store=self.store,
+            clock=self.clock,
+            boot_payload=self._boot_payload(),
+            install_settings=self.config.settings_for("1.6"),
+            request_reset=self._on_reset,
+            local_list=self.local_list,
+            auth_cache=self.auth_cache,
+        )
+        target = self._install_target()
+        return _Wiring(adapter, lambda: [target], lambda: 1)
+
+    def _wire_201(self) -> _Wiring:
+        """OCPP 2.0.1: the network profiles give the targets (B09/B10)."""
+        station = self.config.station
+        charging_station = {"model": station.model, "vendorName": station.vendor}
+        if station.serial_number:
+            charging_station["serialNumber"] = station.serial_number
+        if station.firmware_version:
+            charging_station["firmwareVersion"] = station.firmware_version
+        after_reset = self.previous in (Outcome.SOFT_RESET, Outcome.HARD_RESET)
+        adapter = Ocpp201Adapter(
+            station=self.station,
+            store=self.store,
+            clock=self.clock,
+            charging_station=charging_station,
+            install_settings=self.config.settings_for("2.0.1"),
+            request_reset=self._on_reset,
+            boot_reason="RemoteReset" if after_reset else "PowerUp",
+            local_list=self.local_list,
+            auth_cache=self.auth_cache,
+        )
+        csms = self.config.csms
+        auth = csms.basic_auth
+        network = NetworkProfiles(
+            store=self.store,
+            model=adapter.model,
+            install=InstallProfile(
+                url=csms.url,
+                username=auth.username if auth else station.id,
+                password=auth.password.reveal() if auth else None,
+            ),
+            tls=self._tls,
+        )
+        adapter.add_handlers(network.handlers())
+        self.network = network
+        return _Wiring(adapter, network.targets, network.attempts)
 
     async def wait_until(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
         """Return once `predicate()` holds, re-checking whenever the agent's state changes:
@@ -184,8 +317,9 @@ class Agent:
             payload["chargePointSerialNumber"] = station.serial_number
         return payload
 
-    def _ssl_context(self) -> ssl.SSLContext | None:
-        if not self.config.csms.url.startswith("wss://"):
+    def _tls(self, url: str) -> ssl.SSLContext | None:
+        """The TLS context for `url`: the config's trust for wss://, None for ws://."""
+        if not url.startswith("wss://"):
             return None
         tls = self.config.csms.tls
         cafile = str(tls.ca_file) if tls and tls.ca_file else None
@@ -201,6 +335,12 @@ class Agent:
     def _end(self, outcome: Outcome) -> None:
         if self._outcome is not None and not self._outcome.done():
             self._outcome.set_result(outcome)
+
+    @property
+    def ending(self) -> Outcome | None:
+        """Why this agent is ending or ended (None while it runs on, and after a stop)."""
+        done = self._outcome is not None and self._outcome.done()
+        return self._outcome.result() if self._outcome is not None and done else None
 
     @property
     def connection_state(self) -> ConnectionState:
@@ -358,8 +498,9 @@ class AgentRunner:
                 await self.api.stop()
 
     async def _run_agents(self, stop: asyncio.Event) -> None:
+        previous: Outcome | None = None  # what the next agent boots after
         while True:
-            agent = Agent(self.config)
+            agent = Agent(self.config, previous=previous)
             self.agent = agent
             if self._on_agent is not None:
                 self._on_agent(agent)
@@ -367,6 +508,8 @@ class AgentRunner:
             outcome = await agent.run(stop)
             if outcome == Outcome.STOPPED:
                 return
+            if outcome != Outcome.VERSION_CHANGED:  # a version change keeps the reason
+                previous = outcome
             if outcome == Outcome.POWER_CUT:
                 self.powered = False
                 self._notify()

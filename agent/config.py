@@ -50,6 +50,7 @@ from agent.config_model import (
     StoreConfig,
     TlsConfig,
     format_problem,
+    setting_version,
 )
 from agent.config_secrets import read_secret
 from agent.config_yaml import TAG, NodeMap, NodeReader, describe, is_null
@@ -78,7 +79,7 @@ CONNECTOR_TYPES: tuple[str, ...] = (
     "Unknown",
 )  # OCPP 2.0.1 ConnectorEnumType
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR")
-SUPPORTED_OCPP_VERSIONS: tuple[str, ...] = ("1.6",)
+SUPPORTED_OCPP_VERSIONS: tuple[str, ...] = ("1.6", "2.0.1")
 #: Hosts that only this machine can reach; binding the API anywhere else needs a token.
 LOCAL_API_HOSTS: tuple[str, ...] = ("127.0.0.1", "::1", "localhost")
 
@@ -108,6 +109,7 @@ __all__ = [
     "format_problem",
     "load_config",
     "parse_config",
+    "setting_version",
 ]
 
 
@@ -196,14 +198,15 @@ def _read_config(r: NodeReader, root: Node) -> Config | None:
     station = _read_station(r, top)
     store = r.section(top, "store", ("path",))
     csms = _read_csms(r, top, station.id)
+    evses = _read_evses(r, top)
     return Config(
         station=station,
         csms=csms,
-        evses=_read_evses(r, top),
+        evses=evses,
         store=StoreConfig(r.path(store, "path") or r.base_dir / StoreConfig().path),
         simulator=_read_simulator(r, top),
         logging=_read_logging(r, top),
-        settings=_read_settings(r, top, csms.ocpp_version),
+        settings=_read_settings(r, top, csms.ocpp_versions, evses),
         api=_read_api(r, top),
     )
 
@@ -244,18 +247,7 @@ def _read_csms(r: NodeReader, top: NodeMap, station_id: str) -> CsmsConfig:
     url_node = m.node("url")
     if url_node is not None:
         _check_url(r, url, url_node)
-    version = r.text(m, "ocpp_version", "1.6") or "1.6"
-    if version not in SUPPORTED_OCPP_VERSIONS:
-        later = (
-            " is not supported yet (it comes in a later release)"
-            if version == "2.0.1"
-            else " is not supported"
-        )
-        r.problem(
-            "csms.ocpp_version",
-            m.node("ocpp_version"),
-            f"OCPP '{version}'{later}; supported: {', '.join(SUPPORTED_OCPP_VERSIONS)}",
-        )
+    versions = _read_ocpp_versions(r, m)
     rc = r.section(m, "reconnect", ("initial_backoff_s", "max_backoff_s", "jitter"))
     reconnect = ReconnectConfig(
         initial_backoff_s=r.number(rc, "initial_backoff_s", 1.0, gt=0),
@@ -275,12 +267,43 @@ def _read_csms(r: NodeReader, top: NodeMap, station_id: str) -> CsmsConfig:
             r.problem("csms.tls", m.entries["tls"][0], "tls is only used with wss:// URLs")
     return CsmsConfig(
         url=url,
-        ocpp_version=version,
+        ocpp_versions=versions,
         response_timeout_s=r.number(m, "response_timeout_s", 30.0, gt=0),
         reconnect=reconnect,
         basic_auth=_read_basic_auth(r, m, station_id),
         tls=tls,
     )
+
+
+def _read_ocpp_versions(r: NodeReader, csms: NodeMap) -> tuple[str, ...]:
+    """Read `ocpp_version`: one version, or a preference list (most preferred first)."""
+    path = csms.at("ocpp_version")
+    node = csms.node("ocpp_version")
+    supported = ", ".join(SUPPORTED_OCPP_VERSIONS)
+    if node is None:
+        return ("1.6",)
+    items: list[tuple[str, Node]] = []
+    if isinstance(node, SequenceNode):
+        if not node.value:
+            r.problem(path, node, f"expected a version or a list of versions ({supported})")
+            return ("1.6",)
+        for i, item in enumerate(node.value):
+            items.append((f"{path}[{i}]", item))
+    else:
+        items.append((path, node))
+    versions: list[str] = []
+    for where, item in items:
+        if not isinstance(item, ScalarNode) or item.tag in (TAG + "bool", TAG + "null"):
+            r.problem(where, item, f"expected an OCPP version ({supported}), got {describe(item)}")
+            continue
+        version = str(item.value)  # 1.6 written as a number is taken as written
+        if version not in SUPPORTED_OCPP_VERSIONS:
+            r.problem(where, item, f"OCPP '{version}' is not supported; supported: {supported}")
+        elif version in versions:
+            r.problem(where, item, f"OCPP '{version}' is listed twice")
+        else:
+            versions.append(version)
+    return tuple(versions) or ("1.6",)
 
 
 def _check_url(r: NodeReader, url: str, node: Node) -> None:
@@ -450,13 +473,18 @@ def _read_logging(r: NodeReader, top: NodeMap) -> LoggingConfig:
     )
 
 
-def _read_settings(r: NodeReader, top: NodeMap, ocpp_version: str) -> Mapping[str, str]:
-    # Keys and values as OCPP 1.6 ChangeConfiguration.req carries them (CiString50/500).
+def _read_settings(
+    r: NodeReader, top: NodeMap, versions: tuple[str, ...], evses: tuple[EvseConfig, ...]
+) -> Mapping[str, str]:
+    # 1.6 keys and values as ChangeConfiguration.req carries them (CiString50/500); 2.0.1
+    # device model paths are bounded by the device model's own check.
     m = r.section(top, "settings", None)
     settings: dict[str, str] = {}
     for key, (key_node, node) in m.entries.items():
         path = m.at(key)
-        if len(key) > 50:
+        version = setting_version(key)
+        v16 = version == "1.6"
+        if v16 and len(key) > 50:
             r.problem(path, key_node, f"setting names are at most 50 characters, got {len(key)}")
         if not isinstance(node, ScalarNode) or is_null(node):
             r.problem(path, node, f"expected a string, number or boolean, got {describe(node)}")
@@ -468,9 +496,16 @@ def _read_settings(r: NodeReader, top: NodeMap, ocpp_version: str) -> Mapping[st
             text = str(value)
         else:
             text = str(node.value)
-        if len(text) > 500:
+        if version not in versions:
+            kind = "an OCPP 1.6 key" if v16 else "an OCPP 2.0.1 device model path"
+            r.problem(
+                path,
+                key_node,
+                f"{kind}, but csms.ocpp_version offers only {', '.join(versions)}",
+            )
+        elif v16 and len(text) > 500:
             r.problem(path, node, f"setting values are at most 500 characters, got {len(text)}")
-        elif (problem := setting_problem(ocpp_version, key, text)) is not None:
+        elif (problem := setting_problem(version, key, text, evses=evses)) is not None:
             r.problem(path, node, problem)
         settings[key] = text
     return MappingProxyType(settings)

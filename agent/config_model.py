@@ -102,14 +102,29 @@ class ReconnectConfig:
 
 @dataclass(frozen=True, slots=True)
 class CsmsConfig:
-    """Where and how to reach the CSMS; the agent appends the charge point id to `url`."""
+    """Where and how to reach the CSMS; the agent appends the charge point id to `url`.
+
+    `ocpp_versions` is the preference list the station offers ("1.6", "2.0.1"), most
+    preferred first, never empty; the CSMS chooses one at each connection.
+    """
 
     url: str
-    ocpp_version: str = "1.6"
+    ocpp_versions: tuple[str, ...] = ("1.6",)
     response_timeout_s: float = 30.0
     reconnect: ReconnectConfig = field(default_factory=ReconnectConfig)
     basic_auth: BasicAuthConfig | None = None
     tls: TlsConfig | None = None
+
+    @property
+    def ocpp_version(self) -> str:
+        """The most preferred OCPP version (the first of `ocpp_versions`)."""
+        return self.ocpp_versions[0]
+
+
+def setting_version(key: str) -> str:
+    """The OCPP version a `settings:` key is for: device model paths ("OCPPCommCtrlr/
+    HeartbeatInterval", "EVSE@1/...") are 2.0.1, bare names (HeartbeatInterval) 1.6."""
+    return "2.0.1" if "/" in key else "1.6"
 
 
 def _empty_mapping() -> Mapping[str, Any]:
@@ -201,7 +216,8 @@ class ApiConfig:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """The whole install configuration; `settings` are initial OCPP configuration values."""
+    """The whole install configuration; `settings` are initial OCPP configuration values
+    (1.6 configuration keys and 2.0.1 device model paths side by side)."""
 
     station: StationConfig
     csms: CsmsConfig
@@ -212,3 +228,9 @@ class Config:
     settings: Mapping[str, str] = field(default_factory=_empty_mapping)
     api: ApiConfig = field(default_factory=ApiConfig)
     source: Path | None = None
+
+    def settings_for(self, ocpp_version: str) -> Mapping[str, str]:
+        """The install settings of one OCPP version (see `setting_version`)."""
+        return MappingProxyType(
+            {k: v for k, v in self.settings.items() if setting_version(k) == ocpp_version}
+        )

@@ -286,7 +286,8 @@ class ApiServer:
             views.station_view(
                 agent,
                 station_id=config.station.id,
-                ocpp_version=config.csms.ocpp_version,
+                # the running agent's version (negotiated), else the first preference
+                ocpp_version=agent.ocpp_version if agent is not None else config.csms.ocpp_version,
                 simulated=self._simulated_station(agent),
                 down=self._down(),
             )

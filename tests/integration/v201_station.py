@@ -1,123 +1,112 @@
-"""Run the real agent with the OCPP 2.0.1 adapter (until app.py can choose it itself).
+"""Run the real agent speaking OCPP 2.0.1, and act as its CSMS.
 
 `RunningStation201` is conftest's RunningStation (run_agent, restarts after a Reset,
-simulated EV and card at hand) whose every agent has its 1.6 adapter and connection
-supervisor replaced, before it runs, by an `Ocpp201Adapter` over the same station and
-store and a supervisor speaking `ocpp2.0.1`, wired exactly as Agent.__init__ wires the
-1.6 ones. An agent started after a Reset boots with reason RemoteReset.
+simulated EV and card at hand) whose config says `csms.ocpp_version: "2.0.1"`: app.py
+builds the 2.0.1 adapter itself (boot reason RemoteReset after a Reset). Install
+settings are device model paths in the config's `settings:`; vendor DataTransfer
+handlers are registered on each agent's adapter before it runs.
 
 Also: small helpers to act as a 2.0.1 CSMS (variables, statuses, a core transaction).
-
-The replaced 1.6 adapter stays subscribed to the station (inert: never online) and its
-authorizer stays installed. This reaches into Agent's private `_notify`, `_on_reset` and
-`_ssl_context`: the hook app.py needs is to build the adapter by `csms.ocpp_version`
-(and pass the boot reason).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-from agent.app import Agent
-from agent.config import Config
+import yaml
+
+from agent.app import Agent, Outcome
+from agent.config import Config, parse_config
 from agent.core.events import IdToken
-from agent.ocpp.connection import Backoff, ConnectionSupervisor
 from agent.ocpp.v201.adapter import Ocpp201Adapter, VendorHandler
 from simulator.csms import Csms
-from tests.integration.conftest import CP_ID, RunningStation, make_config
+from tests.integration.conftest import CP_ID, FAST_SETTINGS, RunningStation
 
 #: Install settings every 2.0.1 test station starts with (by device model path).
 FAST_SETTINGS_201: dict[str, str] = {"OCPPCommCtrlr/HeartbeatInterval": "300"}
+
+
+def make_config_201(
+    csms_url: str,
+    store_dir: Path,
+    *,
+    evses: int = 1,
+    settings: Mapping[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    ocpp_version: str | list[str] = "2.0.1",
+) -> Config:
+    """conftest's make_config for a station offering `ocpp_version` (one or a list), with
+    the fast settings of each version offered."""
+    versions = [ocpp_version] if isinstance(ocpp_version, str) else list(ocpp_version)
+    fast: dict[str, Any] = {}
+    if "1.6" in versions:
+        fast.update(FAST_SETTINGS)
+    if "2.0.1" in versions:
+        fast.update(FAST_SETTINGS_201)
+    document: dict[str, Any] = {
+        "station": {"id": CP_ID, "vendor": "cpagent", "model": "test"},
+        "csms": {
+            "url": csms_url,
+            "ocpp_version": ocpp_version,
+            "response_timeout_s": 5,
+            "reconnect": {"initial_backoff_s": 0.05, "max_backoff_s": 0.2},
+        },
+        "evses": [
+            {
+                "connectors": [{"type": "cType2"}],
+                "reader": {"driver": "sim"},
+                "lock": {"driver": "sim"},
+            }
+            for _ in range(evses)
+        ],
+        "store": {"path": str(store_dir / "agent.db")},
+        "simulator": {"time_scale": 60},
+        "settings": {**fast, **(settings or {})},
+    }
+    for key, value in (extra or {}).items():
+        document[key] = {**document.get(key, {}), **value}
+    return parse_config(yaml.safe_dump(document), base_dir=store_dir)
 
 
 class RunningStation201(RunningStation):
     """A RunningStation whose agents speak OCPP 2.0.1."""
 
     def __init__(
-        self,
-        config: Config,
-        *,
-        install_settings: Mapping[str, str] | None = None,
-        vendor_handlers: Mapping[str, VendorHandler] | None = None,
+        self, config: Config, *, vendor_handlers: Mapping[str, VendorHandler] | None = None
     ) -> None:
         super().__init__(config)
-        self.install_settings = {**FAST_SETTINGS_201, **(install_settings or {})}
         self.vendor_handlers = dict(vendor_handlers or {})
-        self.resets: list[bool] = []  # the `hard` flag of each reset an adapter asked for
-        self._reset_pending = False
 
     @property
     def adapter(self) -> Ocpp201Adapter:
         """The 2.0.1 adapter of the agent running now."""
         adapter = self.agent.adapter
         if not isinstance(adapter, Ocpp201Adapter):
-            raise AssertionError("the agent's adapter was not replaced")
+            raise AssertionError(f"the agent speaks OCPP {adapter.dialect.version}")
         return adapter
 
+    @property
+    def resets(self) -> list[bool]:
+        """The `hard` flag of each reset an adapter asked for, in order."""
+        resets = (Outcome.SOFT_RESET, Outcome.HARD_RESET)
+        return [a.ending == Outcome.HARD_RESET for a in self.agents if a.ending in resets]
+
     def _on_agent(self, agent: Agent) -> None:
-        reason = "RemoteReset" if self._reset_pending else "PowerUp"
-        self._reset_pending = False
-        install(agent, self, boot_reason=reason)
+        if isinstance(agent.adapter, Ocpp201Adapter):
+            for vendor_id, handler in self.vendor_handlers.items():
+                agent.adapter.register_vendor(vendor_id, handler)
         super()._on_agent(agent)
-
-    def _request_reset(self, agent: Agent, hard: bool) -> None:
-        self.resets.append(hard)
-        self._reset_pending = True
-        agent._on_reset(hard)
-
-
-def install(agent: Agent, running: RunningStation201, *, boot_reason: str) -> None:
-    """Replace the agent's adapter and supervisor with 2.0.1 ones (before `run()`)."""
-    station = agent.config.station
-    charging_station = {"model": station.model, "vendorName": station.vendor}
-    if station.serial_number:
-        charging_station["serialNumber"] = station.serial_number
-    if station.firmware_version:
-        charging_station["firmwareVersion"] = station.firmware_version
-    adapter = Ocpp201Adapter(
-        station=agent.station,
-        store=agent.store,
-        clock=agent.clock,
-        charging_station=charging_station,
-        install_settings=running.install_settings,
-        request_reset=lambda hard: running._request_reset(agent, hard),
-        boot_reason=boot_reason,
-        vendor_handlers=running.vendor_handlers,
-    )
-    csms = agent.config.csms
-    agent.adapter = adapter  # type: ignore[assignment]
-    agent.supervisor = ConnectionSupervisor(
-        url=csms.url,
-        charge_point_id=station.id,
-        dialect=adapter.dialect,
-        handlers=adapter.handlers(),
-        session=adapter.run_session,
-        backoff=Backoff(
-            csms.reconnect.initial_backoff_s,
-            csms.reconnect.max_backoff_s,
-            csms.reconnect.jitter,
-        ),
-        response_timeout_s=csms.response_timeout_s,
-        ping_interval_s=adapter.ping_interval_s,
-        basic_auth=(csms.basic_auth.username, csms.basic_auth.password.reveal())
-        if csms.basic_auth
-        else None,
-        ssl_context=agent._ssl_context(),
-        on_frame=agent.messages,
-        on_state=lambda _state: agent._notify(),
-    )
-    adapter.on_change.append(agent._notify)
 
 
 async def start_station(csms: Csms, tmp_path: Any, **kwargs: Any) -> RunningStation201:
-    """Start a 2.0.1 station against `csms`; kwargs: make_config's, install_settings,
-    vendor_handlers. The caller stops it."""
-    install_settings = kwargs.pop("install_settings", None)
+    """Start a 2.0.1 station against `csms`; kwargs: make_config_201's, install_settings
+    (device model paths, added to `settings`), vendor_handlers. The caller stops it."""
+    settings = {**(kwargs.pop("install_settings", None) or {}), **kwargs.pop("settings", {})}
     vendor_handlers = kwargs.pop("vendor_handlers", None)
     running = RunningStation201(
-        make_config(csms.url, tmp_path, **kwargs),
-        install_settings=install_settings,
+        make_config_201(csms.url, tmp_path, settings=settings, **kwargs),
         vendor_handlers=vendor_handlers,
     )
     await running.start()

@@ -92,11 +92,11 @@ BAD = [
         "must not have a query or fragment",
     ),
     (
-        "ocpp 2.0.1 not yet",
-        MINIMAL.replace('ocpp"}', 'ocpp", ocpp_version: 2.0.1}'),
+        "unknown ocpp version",
+        MINIMAL.replace('ocpp"}', 'ocpp", ocpp_version: 2.0}'),
         "csms.ocpp_version",
         2,
-        "OCPP '2.0.1' is not supported yet (it comes in a later release)",
+        "OCPP '2.0' is not supported; supported: 1.6, 2.0.1",
     ),
     (
         "tls with ws://",
