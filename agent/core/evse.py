@@ -52,7 +52,13 @@ from agent.core.status import (
     connector_statuses,
 )
 from agent.core.tasks import TaskSet
-from agent.core.txpoints import holding, offers_before_transaction, starts, stop_reason
+from agent.core.txpoints import (
+    holding,
+    offers_before_transaction,
+    start_trigger,
+    starts,
+    stop_reason,
+)
 from drivers.interfaces import BoardSupport, ConnectorLock, DriverError, PowerMeter
 from drivers.types import (
     BoardEvent,
@@ -575,7 +581,9 @@ class Evse:
         if self.tx is None:
             if (
                 starts(self.policy.tx_start_points, self.state, now)
-                and not await self._begin_transaction(trigger)
+                and not await self._begin_transaction(
+                    start_trigger(self.policy.tx_start_points, now, trigger)
+                )
                 and self.state == SessionPhase.TRANSACTION
             ):
                 await self.end()  # type: ignore[attr-defined]
@@ -601,9 +609,11 @@ class Evse:
             return
         now = self.clock.now()
         payload = {"at": now.isoformat(), **self.event_details(trigger)}
-        if trigger == TxTrigger.REMOTE_START and self._remote_start_id is not None:
-            payload["remote_start_id"] = self._remote_start_id
+        if self._remote_start_id is not None and token is not None:
+            payload["remote_start_id"] = self._remote_start_id  # the first event after it
         self._journaled_state = self._charging_state()
+        if token is not None:
+            payload["id_token"], payload["token_type"] = token.value, token.type.value
         if token is None:
             self.journal.record_event(tx.local_id, at=now, payload=payload)
         else:
@@ -628,7 +638,7 @@ class Evse:
         details = self.event_details(trigger)
         begin = sample_payload(sample, SampleContext.BEGIN, now, self._offered_a())
         details["sample"] = dict(begin)
-        if trigger == TxTrigger.REMOTE_START and self._remote_start_id is not None:
+        if self._remote_start_id is not None and token is not None:
             details["remote_start_id"] = self._remote_start_id
         self.tx = self.journal.begin_transaction(
             evse_id=self.id,
@@ -741,6 +751,27 @@ class Evse:
             )
             if periodic:
                 self._emit(TxMessageQueued(self.id, local_id))
+
+    async def report_transaction(self) -> bool:
+        """Journal a meter sample of the running transaction now (a CSMS asked for it);
+        False when no transaction runs or the meter gives no reading."""
+        tx = self.tx
+        sample = await self.read_meter() if tx is not None else None
+        if tx is None or sample is None or self.tx is not tx:
+            return False
+        now = self.clock.now()
+        self.journal.record_meter(
+            tx.local_id,
+            at=now,
+            energy_wh=sample.energy_import_wh,
+            payload={
+                **sample_payload(sample, SampleContext.TRIGGER, now, self._offered_a()),
+                **self.event_details(TxTrigger.TRIGGER),
+            },
+            enqueue=True,
+        )
+        self._emit(TxMessageQueued(self.id, tx.local_id))
+        return True
 
     async def _retry_lock(self, local_id: int) -> None:
         """Try the lock again now and then while the transaction waits for it."""

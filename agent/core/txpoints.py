@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from agent.core.ports import StopReason, TxPoint
+from agent.core.ports import StopReason, TxPoint, TxTrigger
 from agent.core.status import SessionPhase
 
 #: The stop reason when a stop point ceases to hold, in order of precedence.
@@ -51,6 +51,19 @@ def starts(start_points: Iterable[TxPoint], phase: SessionPhase, now: frozenset[
     if phase in (SessionPhase.IDLE, SessionPhase.FINISHING):
         return False
     return any(point in now for point in start_points)
+
+
+def start_trigger(
+    start_points: Iterable[TxPoint], now: frozenset[TxPoint], trigger: TxTrigger
+) -> TxTrigger:
+    """What started the transaction: the step's own trigger, unless the only start point
+    that holds is one that step did not bring (the EV drawing, the cable plugged in)."""
+    satisfied = now & frozenset(start_points)
+    if satisfied == {TxPoint.ENERGY_TRANSFER}:
+        return TxTrigger.CHARGING_STATE_CHANGED
+    if satisfied == {TxPoint.EV_CONNECTED}:
+        return TxTrigger.CABLE_PLUGGED_IN
+    return trigger
 
 
 def stop_reason(

@@ -495,11 +495,17 @@ class Store:
         ).fetchone()
         return None if row is None else _row_to_entry(row)
 
-    def pending_count(self) -> int:
-        """Return how many entries wait for delivery."""
-        row = self._conn.execute(
-            "SELECT count(*) FROM outbox WHERE state = ?", (_PENDING,)
-        ).fetchone()
+    def pending_count(self, tx_local_id: int | None = None) -> int:
+        """Return how many entries wait for delivery (of one transaction, if given)."""
+        if tx_local_id is None:
+            row = self._conn.execute(
+                "SELECT count(*) FROM outbox WHERE state = ?", (_PENDING,)
+            ).fetchone()
+        else:
+            row = self._conn.execute(
+                "SELECT count(*) FROM outbox WHERE tx_local_id = ? AND state = ?",
+                (tx_local_id, _PENDING),
+            ).fetchone()
         return int(row[0])
 
     def mark_delivered(self, seq: int) -> None:

@@ -551,14 +551,17 @@ async def test_tc_f_23_cs_trigger_status_notification_specific_evse(
 
 async def test_tc_f_26_27_cs_trigger_refusals(csms201: Csms, booted: RunningStation201) -> None:
     """F06.FR.17: BootNotification once accepted is Rejected; unknown EVSE Rejected;
-    messages not implemented yet say NotImplemented."""
+    a TransactionEvent with no transaction is Rejected; certificate messages (no PKI here)
+    say NotImplemented."""
     boot = await csms201.call(CP, "TriggerMessage", {"requestedMessage": "BootNotification"})
     assert boot["status"] == "Rejected"
     unknown = await csms201.call(
         CP, "TriggerMessage", {"requestedMessage": "StatusNotification", "evse": {"id": 5}}
     )
     assert unknown["status"] == "Rejected"
-    for message in ("MeterValues", "TransactionEvent", "LogStatusNotification"):
+    no_tx = await csms201.call(CP, "TriggerMessage", {"requestedMessage": "TransactionEvent"})
+    assert no_tx["status"] == "Rejected"
+    for message in ("SignChargingStationCertificate", "PublishFirmwareStatusNotification"):
         answer = await csms201.call(CP, "TriggerMessage", {"requestedMessage": message})
         assert answer["status"] == "NotImplemented"
     assert len(csms201.calls("BootNotification")) == 1

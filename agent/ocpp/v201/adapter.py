@@ -9,11 +9,15 @@ Policy), connector status (G01-G04: StatusNotification in 2.0.1's five states, o
 change and as a snapshot after each boot; ChangeAvailability for the station, an EVSE
 or a connector), Reset (B11/B12), TriggerMessage (F06) and DataTransfer (P01/P02).
 
-Must not: carry transactions, authorization or meter values yet (TransactionEvent and
-Authorize come with a later change of the core), keep status by hand (the core derives
-it; this adapter only folds and reports it), or know anything of 1.6. A lost connection
-is not a reboot here (2.0.1 B04): once accepted, a new connection reports only what
-changed while offline - or everything, after more than OCPPCommCtrlr.OfflineThreshold.
+Transactions (TransactionEvent from the journal's outbox, remote start and stop) are in
+agent/ocpp/v201/transactions.py, authorization (Authorize, cache, local list) in
+agent/ocpp/v201/auth.py; this adapter wires them to the connection.
+
+Must not: keep status by hand (the core derives it; this adapter only folds and reports
+it), decide when transactions start or end (the core does), or know anything of 1.6.
+A lost connection is not a reboot here (2.0.1 B04): once accepted, a new connection
+reports only what changed while offline - or everything, after more than
+OCPPCommCtrlr.OfflineThreshold.
 """
 
 from __future__ import annotations
@@ -24,14 +28,16 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Any
 
-from agent.core.events import StationEvent, StatusChanged
+from agent.core.events import MeterValuesSampled, StationEvent, StatusChanged, TxMessageQueued
 from agent.core.ports import Clock, StopReason
 from agent.core.station import Station
 from agent.core.status import ConnectorStatus
 from agent.core.tasks import TaskSet
 from agent.ocpp.dialects import OCPP201
+from agent.ocpp.outbox import OutboxSender
 from agent.ocpp.rpc import AfterReply, CallTimeout, ConnectionLost, Handler, RpcEndpoint, RpcError
 from agent.ocpp.v201 import mapping
+from agent.ocpp.v201.auth import Ocpp201Authorization
 from agent.ocpp.v201.device_model import (
     DeviceModel,
     RequestLimitExceeded,
@@ -51,6 +57,7 @@ from agent.ocpp.v201.reports import (
     report_status,
     split_notify_report,
 )
+from agent.ocpp.v201.transactions import Ocpp201Transactions
 from agent.ocpp.v201.variables import Attribute, VariableDef
 from agent.store import Store
 from agent.store.auth import AuthCache, LocalAuthList
@@ -126,6 +133,16 @@ class Ocpp201Adapter:
             model=self._charging_station["model"],
         )
         self.model = DeviceModel(store, catalogue, install_defaults=install_settings, clock=clock)
+        self.auth = Ocpp201Authorization(
+            model=self.model,
+            clock=clock,
+            local_list=self._local_list,
+            cache=self._auth_cache,
+            endpoint=lambda: self._endpoint,
+            online=lambda: self.online,
+        )
+        station.authorizer = self.auth.chain
+        self._outbox: OutboxSender | None = None
         self._registration: str | None = None  # the last BootNotification answer
         self._endpoint: RpcEndpoint | None = None
         self._offline_since: datetime | None = None
@@ -135,6 +152,14 @@ class Ocpp201Adapter:
         self._report_lock = asyncio.Lock()  # one report's NotifyReports at a time, in order
         self._reset_task: asyncio.Task[Any] | None = None
         self._tasks = TaskSet("ocpp201")
+        self.transactions = Ocpp201Transactions(
+            station=station,
+            store=store,
+            model=self.model,
+            auth=self.auth,
+            endpoint=lambda: self._endpoint,
+            spawn=self._spawn_call,
+        )
         #: Called after anything an observer may wait for: registration, online state.
         self.on_change: list[Callable[[], None]] = []
         # The 2.0.1 status of every connector now, and what the CSMS last heard.
@@ -167,6 +192,8 @@ class Ocpp201Adapter:
             "SetVariables": self._on_set_variables,
             "TriggerMessage": self._on_trigger_message,
         }
+        table.update(self.auth.handlers())
+        table.update(self.transactions.handlers())
         table.update(self._extra_handlers)
         return {action: self._gated(action, handler) for action, handler in table.items()}
 
@@ -200,6 +227,7 @@ class Ocpp201Adapter:
 
     def _changed(self) -> None:
         """Tell the observers (on_change) that something they may wait for changed."""
+        self.station.csms_online = self.online
         for callback in list(self.on_change):
             callback()
 
@@ -238,14 +266,24 @@ class Ocpp201Adapter:
             else:
                 everything = self._offline_too_long()
             self._changed()
+            self._outbox = OutboxSender(
+                self.store,
+                self.transactions.deliver,
+                clock=self.clock,
+                attempts=self.transactions.attempts,
+                retry_interval_s=self.transactions.attempt_interval_s,
+                on_settled=lambda _entry, _delivered: self._changed(),
+            )
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._report_statuses(endpoint, everything=everything))
+                group.create_task(self._outbox.run())
                 group.create_task(self._heartbeat(endpoint))
         except* ConnectionLost:
             log.info("connection lost")
         finally:
             self._offline_since = self.clock.now()
             self._endpoint = None
+            self._outbox = None
             self._changed()
 
     def _offline_too_long(self) -> bool:
@@ -363,6 +401,11 @@ class Ocpp201Adapter:
         self._station_changed.set()
         if isinstance(event, StatusChanged):
             self._track_status(event.evse_id, event.connector_id, event.status, event.at)
+        elif isinstance(event, TxMessageQueued):
+            if self._outbox is not None:
+                self._outbox.wake()
+        elif isinstance(event, MeterValuesSampled) and self.online:
+            self._spawn_call(self.transactions.send_meter_values(event), "meter-values")
 
     def _track_status(
         self, evse_id: int, connector_id: int, derived: ConnectorStatus, at: datetime
@@ -552,7 +595,21 @@ class Ocpp201Adapter:
                 return {"status": "Rejected"}  # F06.FR.17
             return AfterReply({"status": "Accepted"}, self._trigger_boot)
         endpoint = self._endpoint
-        if endpoint is None or requested not in ("Heartbeat", "StatusNotification"):
+        if endpoint is None:
+            return {"status": "Rejected"}
+        evse_ids = sorted({place[0] for place in places})
+        under_way = self.transactions.trigger(requested, evse_ids)
+        if under_way is not None:
+            return {"status": "Accepted" if under_way else "Rejected"}
+        if requested in ("LogStatusNotification", "FirmwareStatusNotification"):
+            # Nothing is uploading or updating: the status is Idle (F06.FR.xx, L01, N01).
+            action = requested
+
+            def idle() -> None:
+                self._spawn_call(self._send(endpoint, action, {"status": "Idle"}), action)
+
+            return AfterReply({"status": "Accepted"}, idle)
+        if requested not in ("Heartbeat", "StatusNotification"):
             return {"status": "NotImplemented"}
         if requested == "Heartbeat":
 

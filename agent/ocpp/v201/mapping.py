@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 from agent.core.policy import Policy
-from agent.core.ports import StopReason
+from agent.core.ports import StopReason, TxPoint
 from agent.core.station import Station
 from agent.core.status import ConnectorStatus
 from agent.ocpp.v201.variables import ComponentKey, VariableDef, VariableKey, station_variables
@@ -149,6 +149,20 @@ def _boolean(value: bool) -> str:
     return "true" if value else "false"
 
 
+#: TxStartPoint/TxStopPoint members (the ones the hardware can tell) as the core's points.
+TX_POINTS: dict[str, TxPoint] = {
+    "EVConnected": TxPoint.EV_CONNECTED,
+    "Authorized": TxPoint.AUTHORIZED,
+    "PowerPathClosed": TxPoint.POWER_PATH_CLOSED,
+    "EnergyTransfer": TxPoint.ENERGY_TRANSFER,
+}
+
+
+def tx_points(members: str) -> frozenset[TxPoint]:
+    """The core's points for a TxStartPoint/TxStopPoint value ("EVConnected,Authorized")."""
+    return frozenset(TX_POINTS[m] for m in members.split(",") if m in TX_POINTS)
+
+
 def apply_policy(policy: Policy, value: Callable[[str], str]) -> None:
     """Copy the device model variables the core acts on into `policy`.
 
@@ -157,6 +171,8 @@ def apply_policy(policy: Policy, value: Callable[[str], str]) -> None:
     """
     policy.connection_timeout_s = float(value("TxCtrlr/EVConnectionTimeOut"))
     policy.stop_tx_on_ev_disconnect = value("TxCtrlr/StopTxOnEVSideDisconnect") == "true"
+    policy.tx_start_points = tx_points(value("TxCtrlr/TxStartPoint"))
+    policy.tx_stop_points = tx_points(value("TxCtrlr/TxStopPoint"))
     policy.unlock_on_ev_disconnect = value("OCPPCommCtrlr/UnlockOnEVSideDisconnect") == "true"
     sampled = value("SampledDataCtrlr/Enabled") == "true"
     policy.sample_interval_s = float(value("SampledDataCtrlr/TxUpdatedInterval")) if sampled else 0

@@ -19,6 +19,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
+from agent.ocpp.v201.metering import (
+    CURRENT_IMPORT,
+    CURRENT_OFFERED,
+    ENERGY_IMPORT,
+    POWER_IMPORT,
+    SOC,
+    SUPPORTED_MEASURANDS,
+)
+
 
 class DataType(StrEnum):
     """OCPP 2.0.1 DataEnumType: how a variable's value is written."""
@@ -152,10 +161,8 @@ MEASURANDS: tuple[str, ...] = (
 )
 #: TxStartStopPointEnumType: the members of TxStartPoint and TxStopPoint.
 TX_POINTS: tuple[str, ...] = (
-    "ParkingBayOccupancy",
     "EVConnected",
     "Authorized",
-    "DataSigned",
     "PowerPathClosed",
     "EnergyTransfer",
 )
@@ -329,10 +336,20 @@ def _ocpp_comm(all_cabled: bool) -> list[VariableDef]:
         _int(comm, "ResetRetries", 1),
         # Only fixed cables: nothing to unlock, so ReadOnly false (Part 2 appendix).
         _bool(comm, "UnlockOnEVSideDisconnect", not all_cabled, ro=all_cabled),
-        # Not acted on yet (network profiles, offline threshold, reconnect back-off and
-        # file transfer come with later issues); answered and persisted honestly.
-        _list(comm, "NetworkConfigurationPriority", DataType.SEQUENCE_LIST, "1", ("1",)),
+        # Network connection profiles (B09/B10, agent/ocpp/v201/network.py): slot 1 is the
+        # install config's CSMS unless SetNetworkProfile stored another; the valuesList
+        # is the slots SetNetworkProfile accepts. The priority applies after a reboot.
+        VariableDef(
+            comm,
+            VariableKey("NetworkConfigurationPriority"),
+            DataType.SEQUENCE_LIST,
+            default="1",
+            values_list=("1", "2", "3"),
+            reboot_required=True,
+        ),
         _int(comm, "NetworkProfileConnectionAttempts", 3, minimum=1),
+        # Not acted on yet (offline threshold, reconnect back-off and file transfer come
+        # with later issues); answered and persisted honestly.
         _seconds(comm, "OfflineThreshold", 60),
         _seconds(comm, "RetryBackOffWaitMinimum", 10),
         _seconds(comm, "RetryBackOffRandomRange", 10),
@@ -355,10 +372,10 @@ def _tx() -> list[VariableDef]:
         _seconds(tx, "EVConnectionTimeOut", 60, minimum=1),
         _bool(tx, "StopTxOnEVSideDisconnect", True),
         _bool(tx, "StopTxOnInvalidId", True),
-        # Not acted on yet: the core starts and stops transactions as in 1.6 (authorized
-        # and EV connected = PowerPathClosed); configurable points come later.
+        # ParkingBayOccupancy and DataSigned need a bay sensor and a signing meter that
+        # no driver provides: they are not in the valuesList, so setting them is Rejected.
         _list(tx, "TxStartPoint", DataType.MEMBER_LIST, "PowerPathClosed", TX_POINTS),
-        _list(tx, "TxStopPoint", DataType.MEMBER_LIST, "PowerPathClosed", TX_POINTS),
+        _list(tx, "TxStopPoint", DataType.MEMBER_LIST, "EVConnected,Authorized", TX_POINTS),
         _bool(tx, "TxBeforeAcceptedEnabled", False),
         _int(tx, "MaxEnergyOnInvalidId", 0, unit="Wh"),
     ]
@@ -368,16 +385,17 @@ def _metering() -> list[VariableDef]:
     """SampledDataCtrlr and AlignedDataCtrlr: what the meter reports and how often."""
     sampled = ComponentKey("SampledDataCtrlr")
     aligned = ComponentKey("AlignedDataCtrlr")
-    energy = "Energy.Active.Import.Register"
+    energy = ENERGY_IMPORT
+    updated = ",".join((ENERGY_IMPORT, POWER_IMPORT, CURRENT_IMPORT, CURRENT_OFFERED, SOC))
 
     def measurands(component: ComponentKey, name: str, default: str) -> VariableDef:
-        return _list(component, name, DataType.MEMBER_LIST, default, MEASURANDS)
+        return _list(component, name, DataType.MEMBER_LIST, default, SUPPORTED_MEASURANDS)
 
     return [
         _bool(sampled, "Available", True, ro=True),
         _bool(sampled, "Enabled", True),
         measurands(sampled, "TxStartedMeasurands", energy),
-        measurands(sampled, "TxUpdatedMeasurands", energy),
+        measurands(sampled, "TxUpdatedMeasurands", updated),  # SoC only when the EV tells
         _seconds(sampled, "TxUpdatedInterval", 60),
         measurands(sampled, "TxEndedMeasurands", energy),
         _seconds(sampled, "TxEndedInterval", 0),
@@ -385,31 +403,36 @@ def _metering() -> list[VariableDef]:
         _bool(aligned, "Enabled", True),
         measurands(aligned, "Measurands", energy),
         _seconds(aligned, "Interval", 0),  # 0: no clock-aligned data
-        measurands(aligned, "TxEndedMeasurands", ""),
+        measurands(aligned, "TxEndedMeasurands", energy),
         _seconds(aligned, "TxEndedInterval", 0),
     ]
 
 
 def _auth() -> list[VariableDef]:
-    """AuthCtrlr and AuthCacheCtrlr: how id tokens are authorized and cached."""
+    """AuthCtrlr and AuthCacheCtrlr: how id tokens are authorized and cached.
+
+    Acted on by agent/ocpp/v201/auth.py. Storage counts 160 B an entry (auth.ENTRY_BYTES),
+    so the cache's Storage maxLimit sets how many tokens it holds (1000).
+    """
     auth = ComponentKey("AuthCtrlr")
     cache = ComponentKey("AuthCacheCtrlr")
     return [
+        # false: every token is accepted without asking anyone.
         _bool(auth, "Enabled", True),
         _bool(auth, "AuthorizeRemoteStart", False),
         _bool(auth, "LocalAuthorizeOffline", True),
         _bool(auth, "LocalPreAuthorize", False),
         _bool(auth, "OfflineTxForUnknownIdEnabled", False),
         # AdditionalInfoItemsPerMessage is left out: the agent sends no additionalInfo.
-        # Not acted on yet: master pass group and the remote-authorization switch.
-        _text(auth, "MasterPassGroupId", max_length=36),
-        _bool(auth, "DisableRemoteAuthorization", False),
+        _text(auth, "MasterPassGroupId", max_length=36),  # "" = no master pass (C16)
+        _bool(auth, "DisableRemoteAuthorization", False),  # C14
         _bool(cache, "Available", True, ro=True),
         _bool(cache, "Enabled", True),
-        _int(cache, "Storage", 0, unit="B", ro=True, persistent=False),  # bytes used
-        # Not acted on yet: cache expiry, replacement policy and post-authorize.
-        _seconds(cache, "LifeTime", 86400),
-        _list(cache, "Policy", DataType.OPTION_LIST, "LRU", ("LRU", "LFU", "FIFO", "CUSTOM")),
+        _int(cache, "Storage", 0, unit="B", maximum=1000 * 160, ro=True, persistent=False),
+        # Seconds an entry lives since its last use (C10.FR.08).
+        _seconds(cache, "LifeTime", 86400, minimum=1),
+        # No custom policy: a CSMS asking for one is Rejected (InvalidValue).
+        _list(cache, "Policy", DataType.OPTION_LIST, "LRU", ("LRU", "LFU", "FIFO")),
         _bool(cache, "DisablePostAuthorize", False),
     ]
 
@@ -470,17 +493,20 @@ def _clock() -> list[VariableDef]:
 
 
 def _later_features() -> list[VariableDef]:
-    """LocalAuthListCtrlr, ReservationCtrlr, SmartChargingCtrlr (acted on in later issues)."""
+    """LocalAuthListCtrlr, ReservationCtrlr, SmartChargingCtrlr (the last two acted on later)."""
     local = ComponentKey("LocalAuthListCtrlr")
     reservation = ComponentKey("ReservationCtrlr")
     smart = ComponentKey("SmartChargingCtrlr")
     return [
+        # LocalAuthListCtrlr (acted on by agent/ocpp/v201/auth.py): up to 10,000 tokens,
+        # sent 250 at a time (about 200 B for an entry with group and expiry: 64 KiB);
+        # Storage counts 160 B an entry (auth.ENTRY_BYTES).
         _bool(local, "Available", True, ro=True),
         _bool(local, "Enabled", True),
-        _int(local, "Entries", 0, ro=True, persistent=False),
-        _int(local, "ItemsPerMessage", 100, minimum=1, ro=True, constant=True),
+        _int(local, "Entries", 0, maximum=10_000, ro=True, persistent=False),
+        _int(local, "ItemsPerMessage", 250, minimum=1, ro=True, constant=True),
         _int(local, "BytesPerMessage", BYTES_PER_MESSAGE, unit="B", ro=True, constant=True),
-        _int(local, "Storage", 0, unit="B", ro=True, persistent=False),
+        _int(local, "Storage", 0, unit="B", maximum=10_000 * 160, ro=True, persistent=False),
         _bool(local, "DisablePostAuthorize", False),
         _bool(reservation, "Available", True, ro=True),
         _bool(reservation, "Enabled", True),
