@@ -141,6 +141,7 @@ class Evse:
         self._conditions: frozenset[TxPoint] = frozenset()  # as of the last settle
         self._journaled_state: tuple[str, bool] | None = None  # charging state last told
         self._energy_seen = False  # energy_flowing() as the status last saw it
+        self._energy_cap_wh: float | None = None  # register beyond which no energy flows
         self.metering = MeterReader(
             meter,
             contactor_closed=lambda: self.commanded.contactor_closed,
@@ -255,15 +256,32 @@ class Evse:
         (or before, when the transaction is to start with the energy transfer).
         """
         phase = self.state
-        if (
-            phase == SessionPhase.TRANSACTION
-            and self.tx is None
-            and not offers_before_transaction(self.policy.tx_start_points)
+        if phase == SessionPhase.TRANSACTION and (
+            (self.tx is None and not offers_before_transaction(self.policy.tx_start_points))
+            or self._energy_capped()
         ):
             phase = SessionPhase.PLUGGED
         return derive_outputs(
             phase=phase, pilot=self.pilot, faults=self.blocking_faults, limit_a=self.limit_a
         )
+
+    def _energy_capped(self) -> bool:
+        """Whether a refused token's energy allowance is used up (SuspendedEVSE)."""
+        cap, sample = self._energy_cap_wh, self.metering.last_sample
+        return cap is not None and (sample is None or sample.energy_import_wh >= cap)
+
+    def suspend_refused(self, local_id: int, max_energy_wh: float) -> bool:
+        """The CSMS refused the token of the running transaction `local_id`, which goes on
+        (1.6 StopTransactionOnInvalidId, 2.0.1 StopTxOnInvalidId false): energy stops once
+        `max_energy_wh` have been delivered since its start (0: at once). False if that
+        transaction is not running here."""
+        tx = self.tx
+        if tx is None or tx.local_id != local_id:
+            return False
+        self._energy_cap_wh = tx.meter_start_wh + max(0.0, max_energy_wh)
+        self._outputs_dirty.set()
+        self.publish_status()
+        return True
 
     def energy_flowing(self) -> bool:
         """Whether the power path is closed with the EV drawing (pilot C or D)."""
@@ -682,6 +700,7 @@ class Evse:
             payload=payload,
         )
         self.tx = None
+        self._energy_cap_wh = None
         self._held = frozenset()
         self._journaled_state = None
         self._remote_start_id = None
@@ -737,6 +756,9 @@ class Evse:
             tx = self.tx
             if sample is None or tx is None or tx.local_id != local_id:
                 continue
+            if self._energy_cap_wh is not None:
+                self._outputs_dirty.set()  # the allowance may be used up now
+                self.publish_status()
             now = self.clock.now()
             offered = self.limit_a if self.desired_outputs().offering else 0.0
             self.journal.record_meter(

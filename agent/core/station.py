@@ -195,6 +195,11 @@ class Station:
                 return await evse.stop_transaction(reason)
         return False
 
+    def suspend_refused(self, local_id: int, max_energy_wh: float) -> bool:
+        """The CSMS refused a running transaction's token and it is not to stop: no more
+        energy beyond `max_energy_wh` since its start (0: none). False if it is not running."""
+        return any(evse.suspend_refused(local_id, max_energy_wh) for evse in self.evses.values())
+
     async def stop_all(self, reason: StopReason) -> None:
         """Stop every running transaction (resets, shutdown)."""
         for evse in self.evses.values():

@@ -355,3 +355,24 @@ async def test_f06_trigger_transaction_event_and_meter_values(csms201: Csms, sta
     meter = await csms201.wait_for("MeterValues")
     assert meter["evseId"] == 1
     assert meter["meterValue"][0]["sampledValue"][0]["context"] == "Trigger"
+
+
+async def test_e05_refused_token_with_stop_tx_on_invalid_id_false_suspends_energy(
+    csms201: Csms, start: Start, remote: Callable[..., Awaitable[dict[str, Any]]]
+) -> None:
+    """E05 with StopTxOnInvalidId false (MaxEnergyOnInvalidId 0): the transaction goes
+    on, energy stops: an Updated event says SuspendedEVSE and the contactor is open."""
+    csms201.behaviour.accepted_tags = {"SOMEONE-ELSE"}
+    running = await start(
+        settings={"AuthCtrlr/AuthorizeRemoteStart": "false", "TxCtrlr/StopTxOnInvalidId": "false"}
+    )
+    running.plug()
+    assert (await remote("STOLEN", 2))["status"] == "Accepted"
+    await csms201.wait_for(
+        "TransactionEvent",
+        where=lambda e: e["transactionInfo"].get("chargingState") == "SuspendedEVSE",
+    )
+    agent = running.agent
+    await until(agent, lambda: not agent.hardware[1].plant.contactor_closed)  # type: ignore[union-attr]
+    assert agent.station.evses[1].tx is not None
+    assert not of_type(csms201, "Ended")

@@ -337,13 +337,8 @@ class Ocpp16Adapter:
             conf = await endpoint.call("StartTransaction", payload)
             self.store.set_csms_tx_id(tx.local_id, str(conf["transactionId"]))
             self.auth.remember(tx.id_token, conf["idTagInfo"])
-            if conf["idTagInfo"]["status"] != "Accepted" and self.keys.get_bool(
-                "StopTransactionOnInvalidId"
-            ):
-                self._tasks.spawn(
-                    self.station.stop_transaction(tx.local_id, StopReason.DE_AUTHORIZED),
-                    name="stop-invalid-id",
-                )
+            if conf["idTagInfo"]["status"] != "Accepted":
+                self._refused(tx.local_id)
             return
         if tx.csms_tx_id is None:
             # Only possible when the StartTransaction was given up: never invent an id.
@@ -378,6 +373,17 @@ class Ocpp16Adapter:
         conf = await endpoint.call("StopTransaction", stop)
         if tx.stop_id_token and "idTagInfo" in conf:
             self.auth.remember(tx.stop_id_token, conf["idTagInfo"])
+
+    def _refused(self, local_id: int) -> None:
+        """OCPP 1.6 section 9.1: the CSMS refused the token of a started transaction: stop it
+        (StopTransactionOnInvalidId) or suspend its energy (MaxEnergyOnInvalidId Wh)."""
+        if self.keys.get_bool("StopTransactionOnInvalidId"):
+            self._tasks.spawn(
+                self.station.stop_transaction(local_id, StopReason.DE_AUTHORIZED),
+                name="stop-invalid-id",
+            )
+        else:
+            self.station.suspend_refused(local_id, float(self.keys.get_int("MaxEnergyOnInvalidId")))
 
     def _transaction_data(self, local_id: int) -> list[dict[str, Any]]:
         """StopTxnSampledData / StopTxnAlignedData values of a transaction (section 9.1)."""

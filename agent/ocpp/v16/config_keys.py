@@ -54,6 +54,7 @@ KEYS: tuple[Key, ...] = (
     Key("LocalAuthListMaxLength", Kind.INT, "10000", readonly=True),
     Key("LocalAuthorizeOffline", Kind.BOOL, "true"),
     Key("LocalPreAuthorize", Kind.BOOL, "false"),
+    Key("MaxEnergyOnInvalidId", Kind.INT, "0"),
     Key("MeterValuesAlignedData", Kind.MEASURANDS, "Energy.Active.Import.Register"),
     Key("MeterValuesAlignedDataMaxLength", Kind.INT, str(LIST_MAX), readonly=True),
     Key("MeterValuesSampledData", Kind.MEASURANDS, "Energy.Active.Import.Register"),

@@ -93,6 +93,7 @@ TX_UPDATED_MEASURANDS: Final = "SampledDataCtrlr/TxUpdatedMeasurands"
 TX_ENDED_MEASURANDS: Final = "SampledDataCtrlr/TxEndedMeasurands"
 ALIGNED_MEASURANDS: Final = "AlignedDataCtrlr/Measurands"
 STOP_TX_ON_INVALID_ID: Final = "TxCtrlr/StopTxOnInvalidId"
+MAX_ENERGY_ON_INVALID_ID: Final = "TxCtrlr/MaxEnergyOnInvalidId"
 MESSAGE_ATTEMPTS: Final = "OCPPCommCtrlr/MessageAttempts(TransactionEvent)"
 MESSAGE_ATTEMPT_INTERVAL: Final = "OCPPCommCtrlr/MessageAttemptInterval(TransactionEvent)"
 
@@ -191,9 +192,11 @@ class Ocpp201Transactions:
                 self._invalid_id(tx)
 
     def _invalid_id(self, tx: TxRecord) -> None:
-        """E05: the CSMS refused the token of a running transaction."""
+        """E05: the CSMS refused the token of a running transaction: stop it, or suspend
+        its energy beyond MaxEnergyOnInvalidId (StopTxOnInvalidId false)."""
         if not self.model.bool_value(STOP_TX_ON_INVALID_ID):
-            log.warning("transaction %s: token refused; StopTxOnInvalidId is false", tx.local_id)
+            allowance_wh = float(self.model.int_value(MAX_ENERGY_ON_INVALID_ID))
+            self.station.suspend_refused(tx.local_id, allowance_wh)
             return
         self._spawn(
             self.station.stop_transaction(tx.local_id, StopReason.DE_AUTHORIZED),
