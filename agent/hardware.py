@@ -59,7 +59,6 @@ class EvseHardware:
         return seen
 
 
-
 def build_hardware(
     config: Config, evse: EvseConfig, store_dir: Path, shared: dict[Any, Any]
 ) -> EvseHardware:

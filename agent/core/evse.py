@@ -414,7 +414,8 @@ class Evse:
                 self._inbox.put_nowait(self._cancel_authorization)
             return
         if self.state == SessionPhase.TRANSACTION:
-            if self.token_group is not None and not self._authorizing:
+            may_stop = self.token_group is not None or self.policy.master_pass_group
+            if may_stop and not self._authorizing:
                 # Another card of the same group may stop it (OCPP 1.6 section 3.5.2,
                 # 2.0.1 C01.FR.03): ask who it belongs to.
                 self._authorizing = True
@@ -461,6 +462,10 @@ class Evse:
                 result = AuthResult(AuthStatus.ACCEPTED)
         finally:
             self._authorizing = False
+        master = self.policy.master_pass_group
+        if result.accepted and master is not None and result.group_id == master:
+            log.info("EVSE %s: a master pass token stops, it does not start (C16)", self.id)
+            result = AuthResult(AuthStatus.INVALID, result.group_id, result.expires_at)
         if result.accepted and not self._reservations.admits(self.id, token, result):
             log.info("EVSE %s: reserved for another token", self.id)
             result = AuthResult(AuthStatus.INVALID, result.group_id, result.expires_at)
@@ -473,11 +478,14 @@ class Evse:
             result = await self._authorizer().authorize(token)
         finally:
             self._authorizing = False
-        same_group = result.group_id is not None and result.group_id == self.token_group
-        outcome = result if same_group else AuthResult(AuthStatus.CONCURRENT_TX)
+        group = result.group_id
+        same_group = group is not None and group == self.token_group
+        master = group is not None and group == self.policy.master_pass_group
+        outcome = result if same_group or master else AuthResult(AuthStatus.CONCURRENT_TX)
         self._emit(AuthorizationOutcome(self.id, token, outcome))
-        if same_group:
-            self._inbox.put_nowait(lambda: self._stop(StopReason.LOCAL, token.value))
+        if same_group or master:
+            reason = StopReason.LOCAL if same_group else StopReason.MASTER_PASS
+            self._inbox.put_nowait(lambda: self._stop(reason, token.value))
 
     async def _authorized(
         self, token: IdToken, result: AuthResult, remote_start_id: int | None

@@ -21,6 +21,8 @@ class Policy:
     connection_timeout_s: float = 60.0
     sample_interval_s: float = 0.0
     aligned_interval_s: float = 0.0
+    #: Tokens of this group may stop any transaction but start none (2.0.1 C16).
+    master_pass_group: str | None = None
     #: A transaction starts when one of these holds; OCPP 1.6's rule is PowerPathClosed.
     tx_start_points: frozenset[TxPoint] = field(
         default_factory=lambda: frozenset({TxPoint.POWER_PATH_CLOSED})

@@ -98,6 +98,7 @@ class StopReason(StrEnum):
     UNAVAILABLE = "unavailable"
     UNLOCK = "unlock"  # the CSMS asked to unlock the connector
     FAULT = "fault"
+    MASTER_PASS = "master_pass"  # a master pass token stopped it (2.0.1 C16)
     TIMEOUT = "timeout"  # authorized, but no vehicle arrived in time
     STOPPED_BY_EV = "stopped_by_ev"  # the EV stopped drawing (an EnergyTransfer stop point)
     OTHER = "other"

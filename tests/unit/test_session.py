@@ -314,6 +314,29 @@ async def test_another_card_of_the_same_group_stops_the_transaction(rig: Rig) ->
     assert tx.stop_reason == StopReason.LOCAL and tx.stop_id_token == "PARTNER-CARD"
 
 
+async def test_a_master_pass_card_stops_any_transaction_but_starts_none(rig: Rig) -> None:
+    """OCPP 2.0.1 C16: a token of MasterPassGroupId stops the running transaction (reason
+    master pass) and, tapped at an idle EVSE, does not start one."""
+    rig.station.policy.master_pass_group = "STAFF"
+    await rig.start_charging()
+    rig.authorizer.result = AuthResult(AuthStatus.ACCEPTED, group_id="STAFF")
+    rig.station.present_token(1, IdToken("SUPERVISOR", TokenType.ISO14443))
+    await rig.wait_status(S.FINISHING)
+    tx = rig.store.get_transaction(1)
+    assert tx.stop_reason == StopReason.MASTER_PASS and tx.stop_id_token == "SUPERVISOR"
+
+    rig.plant.unplug()
+    await rig.wait_status(S.AVAILABLE)
+    rig.plant.plug_in(SimEv())
+    await rig.wait_status(S.PREPARING)
+    rig.station.present_token(1, IdToken("SUPERVISOR", TokenType.ISO14443))
+    await wait_until(lambda: not rig.evse.authorizing, "the card was checked")
+    await settle()
+    assert rig.evse.tx is None and rig.phase() == SessionPhase.PLUGGED
+    refused = [e for e in rig.events if isinstance(e, AuthorizationOutcome)][-1]
+    assert not refused.result.accepted
+
+
 async def test_a_card_of_another_group_does_not_stop_the_transaction(rig: Rig) -> None:
     rig.authorizer.result = AuthResult(AuthStatus.ACCEPTED, group_id="FAMILY")
     await rig.start_charging()

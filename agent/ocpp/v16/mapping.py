@@ -51,6 +51,7 @@ STOP_REASONS: dict[StopReason, str] = {
     StopReason.UNAVAILABLE: "Other",
     StopReason.UNLOCK: "UnlockCommand",
     StopReason.FAULT: "Other",
+    StopReason.MASTER_PASS: "Local",
     StopReason.TIMEOUT: "Other",
     StopReason.STOPPED_BY_EV: "Other",
     StopReason.OTHER: "Other",

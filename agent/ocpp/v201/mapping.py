@@ -60,6 +60,7 @@ STOP_REASONS: dict[StopReason, str] = {
     StopReason.UNAVAILABLE: "Other",
     StopReason.UNLOCK: "Other",
     StopReason.FAULT: "Other",
+    StopReason.MASTER_PASS: "MasterPass",
     StopReason.TIMEOUT: "Timeout",
     StopReason.STOPPED_BY_EV: "StoppedByEV",
     StopReason.OTHER: "Other",
@@ -172,6 +173,7 @@ def apply_policy(policy: Policy, value: Callable[[str], str]) -> None:
     policy.connection_timeout_s = float(value("TxCtrlr/EVConnectionTimeOut"))
     policy.stop_tx_on_ev_disconnect = value("TxCtrlr/StopTxOnEVSideDisconnect") == "true"
     policy.tx_start_points = tx_points(value("TxCtrlr/TxStartPoint"))
+    policy.master_pass_group = value("AuthCtrlr/MasterPassGroupId") or None
     policy.tx_stop_points = tx_points(value("TxCtrlr/TxStopPoint"))
     policy.unlock_on_ev_disconnect = value("OCPPCommCtrlr/UnlockOnEVSideDisconnect") == "true"
     sampled = value("SampledDataCtrlr/Enabled") == "true"

@@ -68,6 +68,7 @@ ENDED_TRIGGERS: dict[StopReason, str] = {
     StopReason.UNAVAILABLE: "AbnormalCondition",
     StopReason.UNLOCK: "UnlockCommand",
     StopReason.FAULT: "AbnormalCondition",
+    StopReason.MASTER_PASS: "StopAuthorized",
     StopReason.TIMEOUT: "EVConnectTimeout",
     StopReason.STOPPED_BY_EV: "ChargingStateChanged",
     StopReason.OTHER: "AbnormalCondition",
