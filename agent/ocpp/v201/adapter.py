@@ -23,6 +23,7 @@ OCPPCommCtrlr.OfflineThreshold.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime
@@ -68,6 +69,7 @@ log = logging.getLogger(__name__)
 VendorHandler = Callable[[str | None, Any], Awaitable[tuple[str, Any]]]
 
 BOOT_RETRY_S = 30.0  # when the CSMS gives no interval, or the BootNotification failed
+RESET_DRAIN_S = 10.0  # how long a reset waits for the outbox to drain
 ACCEPTED, PENDING, REJECTED = "Accepted", "Pending", "Rejected"
 
 #: What the CSMS may ask while the registration is Pending (B02): provisioning, and a
@@ -149,6 +151,7 @@ class Ocpp201Adapter:
         self._boot_now = asyncio.Event()  # TriggerMessage(BootNotification): do not wait
         self._heartbeat_changed = asyncio.Event()
         self._station_changed = asyncio.Event()  # any station event (an OnIdle reset waits)
+        self._progress = asyncio.Event()  # set at every online change and outbox delivery
         self._report_lock = asyncio.Lock()  # one report's NotifyReports at a time, in order
         self._reset_task: asyncio.Task[Any] | None = None
         self._tasks = TaskSet("ocpp201")
@@ -228,6 +231,7 @@ class Ocpp201Adapter:
     def _changed(self) -> None:
         """Tell the observers (on_change) that something they may wait for changed."""
         self.station.csms_online = self.online
+        self._progress.set()
         for callback in list(self.on_change):
             callback()
 
@@ -562,8 +566,17 @@ class Ocpp201Adapter:
         self._reset_task = self._tasks.spawn(reset, name="reset")
 
     async def _reset_now(self) -> None:
-        """B12.FR.02: stop every transaction (reason ImmediateReset), then restart."""
+        """B12.FR.02: stop every transaction (reason ImmediateReset), then restart.
+
+        The Ended events get a moment to be delivered (and acknowledged) first: one cut
+        off in flight would be sent again after the restart, a duplicate for the CSMS.
+        """
         await self.station.stop_all(StopReason.HARD_RESET)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(RESET_DRAIN_S):
+                while self.store.pending_count() and self.online:
+                    self._progress.clear()
+                    await self._progress.wait()
         self._request_reset(True)
 
     async def _reset_when_idle(self) -> None:

@@ -30,12 +30,13 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, NamedTuple
 
 from agent.core.ports import Clock, SettingsStore
+from agent.ocpp.v201.metering import wire_time as wire_time
 from agent.ocpp.v201.variables import (
     CONFIGURATION_VALUE_SIZE,
     LIST_TYPES,
@@ -181,13 +182,6 @@ def parse_path(path: str) -> VariablePath:
         VariableKey(match["v"], match["vi"]),
         Attribute(attribute),
     )
-
-
-def wire_time(at: datetime) -> str:
-    """An aware datetime as RFC 3339 UTC with milliseconds; raises ValueError if naive."""
-    if at.tzinfo is None:
-        raise ValueError("times must be timezone-aware")
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
 def check_value(definition: VariableDef, value: str) -> tuple[str | None, str]:

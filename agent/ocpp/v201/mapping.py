@@ -18,6 +18,7 @@ from agent.core.policy import Policy
 from agent.core.ports import StopReason, TxPoint
 from agent.core.station import Station
 from agent.core.status import ConnectorStatus
+from agent.ocpp.v201.metering import NOMINAL_VOLTAGE_V
 from agent.ocpp.v201.variables import ComponentKey, VariableDef, VariableKey, station_variables
 
 AVAILABLE: Final = "Available"
@@ -82,7 +83,6 @@ BOOT_REASONS: frozenset[str] = frozenset(
 )
 
 #: The nominal phase voltage used to state an EVSE's maximum power from its current.
-NOMINAL_VOLTAGE_V = 230.0
 
 # Device model paths the adapter acts on.
 HEARTBEAT_INTERVAL = "OCPPCommCtrlr/HeartbeatInterval"

@@ -92,7 +92,7 @@ _UNITS: dict[str, str] = {
 
 def wire_time(at: datetime) -> str:
     """An aware datetime as RFC 3339 UTC with milliseconds; raises ValueError if naive."""
-    # Same format as device_model.wire_time, kept here so this module imports no sibling.
+    # Here rather than in device_model so that this module imports no sibling (no cycle).
     if at.tzinfo is None:
         raise ValueError("times must be timezone-aware")
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"

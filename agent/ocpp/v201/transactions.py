@@ -230,14 +230,14 @@ class Ocpp201Transactions:
                 event["reservationId"] = int(data["reservation_id"])
             sample = data.get("sample")
             if sample is not None:
-                meter_values = self._values(sample, TX_STARTED_MEASURANDS)
+                meter_values = self._values(sample, TX_STARTED_MEASURANDS, tx.evse_id)
         elif entry.kind == TxEventKind.UPDATED:
             event["triggerReason"] = TRIGGER_REASONS.get(data.get("trigger", ""), "Trigger")
             if data.get("id_token"):
                 event["idToken"] = _id_token(data["id_token"], data.get("token_type"))
             context = data.get("context")
             path = ALIGNED_MEASURANDS if context == SampleContext.CLOCK else TX_UPDATED_MEASURANDS
-            meter_values = self._values(data, path)
+            meter_values = self._values(data, path, tx.evse_id)
             if "energy_import_wh" in data and not meter_values and "status" not in data:
                 return None  # a sample of nothing the CSMS asked for
         else:
@@ -248,23 +248,29 @@ class Ocpp201Transactions:
                 same = tx.stop_id_token == tx.id_token
                 token_type = tx.token_type.value if same else None
                 event["idToken"] = _id_token(tx.stop_id_token, token_type)
-            meter_values = self._ended_values(tx.local_id)
+            meter_values = self._ended_values(tx)
         if meter_values:
             event["meterValue"] = meter_values
         return event
 
-    def _values(self, sample: Mapping[str, Any], path: str) -> list[dict[str, Any]]:
+    def _phases(self, evse_id: int) -> int:
+        """The supply phases of an EVSE (per-phase values are sent for these)."""
+        evse = self.station.evses.get(evse_id)
+        return max(c.phases for c in evse.connectors) if evse is not None else 3
+
+    def _values(self, sample: Mapping[str, Any], path: str, evse_id: int) -> list[dict[str, Any]]:
         measurands = self.model.list_value(path)
-        value = metering.meter_value(sample, measurands)
+        value = metering.meter_value(sample, measurands, phases=self._phases(evse_id))
         return [] if value is None else [value]
 
-    def _ended_values(self, local_id: int) -> list[dict[str, Any]]:
-        """E06.FR.xx: the TxEndedMeasurands over the transaction (begin, samples, end)."""
+    def _ended_values(self, tx: TxRecord) -> list[dict[str, Any]]:
+        """The TxEndedMeasurands over the transaction (begin, samples, end)."""
         measurands = self.model.list_value(TX_ENDED_MEASURANDS)
+        phases = self._phases(tx.evse_id)
         values = []
-        for entry in self.store.tx_entries(local_id):
+        for entry in self.store.tx_entries(tx.local_id):
             sample = entry.payload.get("sample") if entry.kind == TxEventKind.STARTED else None
-            value = metering.meter_value(sample or entry.payload, measurands)
+            value = metering.meter_value(sample or entry.payload, measurands, phases=phases)
             if value is not None:
                 values.append(value)
         return values
@@ -370,7 +376,10 @@ class Ocpp201Transactions:
             return
         sample = sample_payload(event.sample, event.context, event.at, event.offered_current_a)
         request = metering.meter_values_request(
-            event.evse_id, [sample], self.model.list_value(ALIGNED_MEASURANDS)
+            event.evse_id,
+            [sample],
+            self.model.list_value(ALIGNED_MEASURANDS),
+            phases=self._phases(event.evse_id),
         )
         if request is None:
             return

@@ -149,16 +149,7 @@ AVAILABILITY_STATES: tuple[str, ...] = (
     "Faulted",
 )
 #: MeasurandEnumType values this agent can sample (2.0.1 has no Temperature measurand).
-MEASURANDS: tuple[str, ...] = (
-    "Energy.Active.Import.Register",
-    "Energy.Active.Export.Register",
-    "Power.Active.Import",
-    "Current.Import",
-    "Current.Offered",
-    "Voltage",
-    "Frequency",
-    "SoC",
-)
+MEASURANDS: tuple[str, ...] = SUPPORTED_MEASURANDS
 #: TxStartStopPointEnumType: the members of TxStartPoint and TxStopPoint.
 TX_POINTS: tuple[str, ...] = (
     "EVConnected",
