@@ -103,7 +103,7 @@ def _ledger_16(csms: Csms) -> dict[str, Session]:
             _note(session, "update", p, p["meterValue"][0]["timestamp"])
         elif call.action == "StopTransaction":
             session = sessions.setdefault(str(p["transactionId"]), Session(str(p["transactionId"])))
-            session.stop_reason = p.get("reason", "Local")  # 1.6 section 6.47: Local if absent
+            session.stop_reason = p.get("reason", "Local")  # 1.6: Local if absent
             session.meter_stop_wh = float(p["meterStop"])
             session.stop_token = p.get("idTag")
             _note(session, "stop", p, p["timestamp"])
@@ -130,7 +130,7 @@ def _ledger_201(csms: Csms) -> dict[str, Session]:
             session.registers += _registers(meter_values)
             _note(session, "update", p, p["timestamp"])
         else:
-            session.stop_reason = info.get("stoppedReason", "Local")  # E06: Local if absent
+            session.stop_reason = info.get("stoppedReason", "Local")  # Local if absent
             end = _registers(meter_values, ("Transaction.End",)) or _registers(meter_values)
             session.meter_stop_wh = end[-1] if end else None
             session.stop_token = token
@@ -244,7 +244,7 @@ async def side(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
 async def test_plug_tap_charge_unplug_is_one_session_stopped_by_the_ev_disconnecting(
     side: StartSide,
 ) -> None:
-    """1.6 section 5 / 2.0.1 E01-E02: one start with the token, samples while charging,
+    """1.6 sections 4.8/4.10 / 2.0.1 E01-E02: one start with the token, samples while charging,
     one stop with reason EVDisconnected, and meter stop above meter start."""
     s = await side()
     s.running.plug()
@@ -264,7 +264,7 @@ async def test_plug_tap_charge_unplug_is_one_session_stopped_by_the_ev_disconnec
 
 
 async def test_the_same_card_tapped_again_stops_the_session_locally(side: StartSide) -> None:
-    """1.6 section 3.4.2 / 2.0.1 E07: the driver's second tap ends it: reason Local, the
+    """1.6 section 4.10 / 2.0.1 E07: the driver's second tap ends it: reason Local, the
     card named at the stop, the contactor open while the car is still plugged in."""
     s = await side()
     s.running.tap("CARD-B")
@@ -302,8 +302,8 @@ async def test_remote_start_then_plug_in_then_remote_stop(side: StartSide) -> No
 
 
 async def test_offline_session_is_delivered_once_in_order_on_reconnect(side: StartSide) -> None:
-    """1.6 section 4.7 / 2.0.1 E04/E12: a whole session while the CSMS is down reaches it
-    once it is back: in order, each message once, nothing left queued."""
+    """1.6 queued transaction messages / 2.0.1 E04/E12: a whole session while the CSMS
+    is down reaches it once it is back: in order, each message once, nothing left queued."""
     s = await side(offline=True)
     agent = s.running.agent
     port = s.csms.port
@@ -326,7 +326,7 @@ async def test_offline_session_is_delivered_once_in_order_on_reconnect(side: Sta
     assert session.stop_reason == "EVDisconnected"
     assert len(session.registers) >= 2  # the samples taken offline, not only start and stop
     if s.version == "2.0.1":
-        assert all(session.offline)  # E04.FR.xx: each event says it happened offline
+        assert all(session.offline)  # E04: each event says it happened offline
 
 
 async def test_fault_mid_session_opens_the_contactor_and_reports_faulted(

@@ -231,7 +231,7 @@ FAST_RETRY = {"OCPPCommCtrlr/MessageAttemptInterval(TransactionEvent)": "1"}
 async def test_e13_callerror_is_retried_after_the_attempt_interval_and_delivered_once(
     csms201: Csms, start: Start
 ) -> None:
-    """E13.FR.02/03: a TransactionEvent the CSMS fails is sent again, the same message,
+    """E13: a TransactionEvent the CSMS fails is sent again, the same message,
     after MessageAttemptIntervalTransactionEvent; once answered, it is not sent again."""
     running = await start(settings=FAST_RETRY)
     csms201.behaviour.fail_next["TransactionEvent"] = 1
@@ -254,7 +254,7 @@ async def test_e13_callerror_is_retried_after_the_attempt_interval_and_delivered
 async def test_e13_event_given_up_after_message_attempts_and_the_next_still_goes_out(
     csms201: Csms, start: Start
 ) -> None:
-    """E13.FR.04: after MessageAttemptsTransactionEvent failed attempts the message is
+    """E13: after MessageAttemptsTransactionEvent failed attempts the message is
     discarded; the queue moves on and the next event is delivered."""
     running = await start(
         settings={**FAST_RETRY, "OCPPCommCtrlr/MessageAttempts(TransactionEvent)": "2"}
@@ -284,10 +284,10 @@ async def test_e13_event_given_up_after_message_attempts_and_the_next_still_goes
 # -- 4. connection lost in the middle of a transaction (E12) ------------------------------------
 
 
-async def test_e12_events_queued_while_the_connection_is_lost_follow_in_order_offline(
+async def test_e04_e12_events_queued_while_the_connection_is_lost_follow_in_order_offline(
     csms201: Csms, start: Start
 ) -> None:
-    """E12.FR.01/02: the CSMS goes away mid-transaction and comes back on the same port:
+    """E04/E12: the CSMS goes away mid-transaction and comes back on the same port:
     what was queued meanwhile is delivered in order, flagged offline, nothing lost, seqNo
     continuous over both connections."""
     running = await start(settings={"SampledDataCtrlr/TxUpdatedInterval": "1"})
