@@ -338,21 +338,24 @@ class Evse:
         """
         if self._settling:
             return
-        for connector_id, value in self._status_inputs_now()[1].items():
+        session_status, statuses = self._derive_statuses()
+        for connector_id, value in statuses.items():
             if self._statuses.get(connector_id) != value:
                 self._statuses[connector_id] = value
                 self._emit(
                     StatusChanged(self.id, connector_id, value[0], value[1], self.clock.now())
                 )
-        if self._energy_seen != self.energy_flowing() or (
-            self.tx is not None and self._charging_state() != self._journaled_state
+        flowing = self.energy_flowing()
+        charging_state = (str(session_status), self.ev_present())
+        if self._energy_seen != flowing or (
+            self.tx is not None and charging_state != self._journaled_state
         ):
             # The charging state or the energy transfer changed: the transaction may
             # start, end or note it (on the lifecycle worker, off this path).
-            self._energy_seen = self.energy_flowing()
+            self._energy_seen = flowing
             self._inbox.put_nowait(lambda: self._settle(TxTrigger.CHARGING_STATE_CHANGED))
 
-    def _status_inputs_now(
+    def _derive_statuses(
         self,
     ) -> tuple[ConnectorStatus, dict[int, tuple[ConnectorStatus, FaultCode | None]]]:
         """The derived status of the session connector, and of every connector, now."""
@@ -582,7 +585,7 @@ class Evse:
 
     def _charging_state(self) -> tuple[str, bool]:
         """The session connector's status now and whether a car is connected."""
-        return (str(self._status_inputs_now()[0]), self.ev_present())
+        return (str(self._derive_statuses()[0]), self.ev_present())
 
     def event_details(self, trigger: TxTrigger | None) -> dict[str, Any]:
         """What every transaction message of this EVSE records beside its own facts: the
