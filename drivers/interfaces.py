@@ -80,6 +80,17 @@ class BoardSupport(Protocol):
 
 
 @runtime_checkable
+class PhaseSwitchingBoard(Protocol):
+    """A board that can switch its supply between 1 and 3 phases
+    (BoardCapabilities.can_switch_phases); the core switches only with the contactor
+    open and the pilot at +12 V."""
+
+    async def set_phases(self, phases: int) -> None:
+        """Switch the supply to `phases` (1 or 3); raises DriverError on failure."""
+        ...
+
+
+@runtime_checkable
 class PowerMeter(Protocol):
     """An energy meter on one EVSE's output."""
 
