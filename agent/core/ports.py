@@ -141,8 +141,11 @@ class TransactionJournal(Protocol):
     """Durable record of transactions plus the ordered outbox of their messages.
 
     Every method that changes a transaction writes the journal row and its outbox
-    entry in one SQLite transaction, synchronously, so a power cut leaves either both
-    or neither.
+    entry in one SQLite transaction, so a power cut leaves either both or neither. A
+    method returns once the change is accepted (readable at once); it becomes durable
+    when committed, which may come later (`wait_durable`), and the outbox sends only
+    durable entries. A disk that refuses writes never makes a method raise, except
+    `begin_transaction` once the journal's backlog is full.
     """
 
     def begin_transaction(
@@ -205,4 +208,15 @@ class TransactionJournal(Protocol):
 
     def open_transactions(self) -> list[TxRecord]:
         """Transactions that have begun and not yet ended, oldest first."""
+        ...
+
+    @property
+    def accepting_new_transactions(self) -> bool:
+        """Whether `begin_transaction` would accept a transaction now (False while the
+        disk refuses writes and the in-memory backlog is full)."""
+        ...
+
+    async def wait_durable(self) -> bool:
+        """Return once every write accepted so far is durable (True), or at once while
+        the store cannot write (False: the writes wait in memory, charging goes on)."""
         ...

@@ -3,7 +3,9 @@
 Entries come from the store in sequence order; the version adapter turns each into a
 CALL and records what the answer means (the CSMS transaction id, for one). An entry is
 marked delivered only after its CALLRESULT arrived, so a disconnect, a restart or a
-kill -9 leaves it pending and it is sent again on the next connection.
+kill -9 leaves it pending and it is sent again on the next connection. The store commits
+in the background and hands out only durable entries, so the sender also wakes on its
+commits: nothing reaches the CSMS that a power cut could take back.
 
 A CALLERROR, an invalid response or a timeout counts as a failed attempt: the entry is
 retried after attempt x retry interval, and given up (kept, marked dropped) after the
@@ -43,6 +45,11 @@ class OutboxStore(Protocol):
         """Give up an entry, keeping it for audit."""
         ...
 
+    def subscribe_durable(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` when entries may have become durable (the store commits in
+        the background, and only durable entries are pending); returns the unsubscribe."""
+        ...
+
 
 class Skip(Exception):  # noqa: N818 - a signal, not an error
     """Raised by a deliver function: this entry needs no message (mark it delivered)."""
@@ -79,6 +86,13 @@ class OutboxSender:
 
     async def run(self) -> None:
         """Deliver pending entries until the connection is lost (returns then)."""
+        unsubscribe = self._store.subscribe_durable(self.wake)
+        try:
+            await self._drain()
+        finally:
+            unsubscribe()
+
+    async def _drain(self) -> None:
         while True:
             self._wake.clear()
             entry = self._store.next_pending()

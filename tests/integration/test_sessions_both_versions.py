@@ -10,10 +10,8 @@ the token, one stop with the reason, energy never decreasing, nothing twice.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +21,9 @@ from drivers.types import FaultCode
 from simulator.csms import Csms, CsmsBehaviour
 from tests.integration.conftest import CP_ID, RunningStation, until
 from tests.integration.v201_station import make_config_201
+from tests.reliability.ledger import Session, assert_one_session, sessions_of
 
 CP = CP_ID
-ENERGY = "Energy.Active.Import.Register"
 SUBPROTOCOLS = {"1.6": ("ocpp1.6",), "2.0.1": ("ocpp2.0.1",)}
 
 #: Install settings by version: meter samples every second, and (offline=True) a
@@ -43,100 +41,7 @@ OFFLINE = {
 }
 
 
-# -- the version-neutral ledger -------------------------------------------------------------
-
-
-@dataclass
-class Session:
-    """One transaction as the CSMS saw it, whatever the version."""
-
-    key: str  # the CSMS's name for it: 1.6 transactionId, 2.0.1 transactionInfo.transactionId
-    token: str | None = None
-    meter_start_wh: float | None = None
-    meter_stop_wh: float | None = None
-    stop_reason: str | None = None
-    stop_token: str | None = None
-    registers: list[float] = field(default_factory=list)  # running samples, in order
-    kinds: list[str] = field(default_factory=list)  # "start" / "update" / "stop", in order
-    times: list[datetime] = field(default_factory=list)  # of each message, in order
-    messages: list[str] = field(default_factory=list)  # each message's payload, as JSON
-    offline: list[bool] = field(default_factory=list)  # 2.0.1's flag (always False in 1.6)
-    seq_nos: list[int] = field(default_factory=list)  # 2.0.1 only
-
-
-def _wire_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _registers(meter_values: list[dict[str, Any]], contexts: tuple[str, ...] = ()) -> list[float]:
-    """The energy registers of meter values (of the given contexts, if any), in order."""
-    return [
-        float(v["value"])
-        for mv in meter_values
-        for v in mv["sampledValue"]
-        if v.get("measurand", ENERGY) == ENERGY and (not contexts or v.get("context") in contexts)
-    ]
-
-
-def _note(session: Session, kind: str, payload: dict[str, Any], at: str) -> None:
-    session.kinds.append(kind)
-    session.times.append(_wire_time(at))
-    session.messages.append(json.dumps(payload, sort_keys=True))
-    session.offline.append(payload.get("offline") is True)
-
-
-def _ledger_16(csms: Csms) -> dict[str, Session]:
-    sessions: dict[str, Session] = {}
-    started = 0
-    for call in csms.received:
-        p = call.payload
-        if not call.answered:
-            continue
-        if call.action == "StartTransaction":
-            started += 1  # the CSMS gives ids 1, 2... in the order it answers starts
-            session = sessions.setdefault(str(started), Session(str(started)))
-            session.token, session.meter_start_wh = p["idTag"], float(p["meterStart"])
-            _note(session, "start", p, p["timestamp"])
-        elif call.action == "MeterValues" and "transactionId" in p:
-            session = sessions.setdefault(str(p["transactionId"]), Session(str(p["transactionId"])))
-            session.registers += _registers(p["meterValue"])
-            _note(session, "update", p, p["meterValue"][0]["timestamp"])
-        elif call.action == "StopTransaction":
-            session = sessions.setdefault(str(p["transactionId"]), Session(str(p["transactionId"])))
-            session.stop_reason = p.get("reason", "Local")  # 1.6: Local if absent
-            session.meter_stop_wh = float(p["meterStop"])
-            session.stop_token = p.get("idTag")
-            _note(session, "stop", p, p["timestamp"])
-    return sessions
-
-
-def _ledger_201(csms: Csms) -> dict[str, Session]:
-    sessions: dict[str, Session] = {}
-    for call in csms.received:
-        p = call.payload
-        if call.action != "TransactionEvent" or not call.answered:
-            continue
-        info = p["transactionInfo"]
-        session = sessions.setdefault(info["transactionId"], Session(info["transactionId"]))
-        token = p.get("idToken", {}).get("idToken")
-        meter_values = p.get("meterValue", [])
-        if p["eventType"] == "Started":
-            session.token = token
-            begin = _registers(meter_values, ("Transaction.Begin",))
-            session.meter_start_wh = begin[0] if begin else None
-            _note(session, "start", p, p["timestamp"])
-        elif p["eventType"] == "Updated":
-            session.token = session.token or token
-            session.registers += _registers(meter_values)
-            _note(session, "update", p, p["timestamp"])
-        else:
-            session.stop_reason = info.get("stoppedReason", "Local")  # Local if absent
-            end = _registers(meter_values, ("Transaction.End",)) or _registers(meter_values)
-            session.meter_stop_wh = end[-1] if end else None
-            session.stop_token = token
-            _note(session, "stop", p, p["timestamp"])
-        session.seq_nos.append(p["seqNo"])
-    return sessions
+# -- the version-neutral ledger lives in tests/reliability/ledger.py -------------------------
 
 
 @dataclass
@@ -149,8 +54,7 @@ class Side:
 
     def sessions(self, csms: Csms | None = None) -> list[Session]:
         """The transactions the CSMS (default: this side's) answered, in start order."""
-        ledger = _ledger_16 if self.version == "1.6" else _ledger_201
-        return list(ledger(csms or self.csms).values())
+        return sessions_of(self.version, csms or self.csms)
 
     def statuses(self, csms: Csms | None = None) -> list[str]:
         """The statuses of connector 1 the CSMS received, in order."""
@@ -187,25 +91,6 @@ class Side:
     async def until(self, predicate: Callable[[], bool], timeout_s: float = 15.0) -> None:
         """Await a condition on what the CSMS received (re-checked on every frame)."""
         await until(self.running.agent, predicate, timeout_s)
-
-
-def assert_one_session(sessions: list[Session]) -> Session:
-    """Exactly one transaction, whole and once: start first, stop last, no message twice,
-    times and registers never going back, meter stop at or above every sample."""
-    assert len(sessions) == 1, [s.key for s in sessions]
-    (session,) = sessions
-    assert session.kinds[0] == "start" and session.kinds[-1] == "stop", session.kinds
-    assert session.kinds.count("start") == 1 and session.kinds.count("stop") == 1
-    assert len(set(session.messages)) == len(session.messages), "a message came twice"
-    assert session.times == sorted(session.times)
-    assert session.registers == sorted(session.registers)
-    assert session.meter_start_wh is not None and session.meter_stop_wh is not None
-    assert session.meter_stop_wh >= session.meter_start_wh
-    for register in session.registers:
-        assert session.meter_start_wh <= register <= session.meter_stop_wh + 1  # 1.6: int Wh
-    if session.seq_nos:  # 2.0.1: seqNo 0, 1, 2... in arrival order
-        assert session.seq_nos == list(range(len(session.seq_nos)))
-    return session
 
 
 # -- fixtures ---------------------------------------------------------------------------------

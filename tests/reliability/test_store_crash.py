@@ -1,11 +1,13 @@
 """Crash safety of agent.store: kill -9 a writer and check every acknowledged write.
 
-A child process writes transactions through `Store` as fast as it can and prints one
-line after each method returns (the acknowledgement). The test kills it with SIGKILL
-at different points, reopens the database, and checks that every acknowledged write
-is there, that no transaction row exists without its outbox entry (and vice versa),
-and that SQLite's integrity check passes. SIGKILL tests process death; power loss is
-covered by `synchronous=FULL`, which this test cannot simulate.
+A child process writes transactions through `Store` as fast as it can. The store
+commits on its writer thread, so a write is acknowledged once it is durable: the child
+collects the lines of its writes and prints them after `flush()` returned True (every
+few writes, so several commit together). The test kills it with SIGKILL at different
+points, reopens the database, and checks that every acknowledged write is there, that
+no transaction row exists without its outbox entry (and vice versa), and that SQLite's
+integrity check passes. SIGKILL tests process death; power loss is covered by
+`synchronous=FULL`, which this test cannot simulate.
 """
 
 from __future__ import annotations
@@ -37,27 +39,42 @@ t0 = datetime(2024, 1, 1, tzinfo=UTC)
 store = Store(path)
 print("open", flush=True)
 n = 0
+unacked = []
+
+
+def ack(line):
+    # Acknowledge `line` (with the writes before it) once they are durable.
+    unacked.append(line)
+    if len(unacked) > n % 4:  # 1 to 4 writes per flush
+        if not store.flush():
+            raise SystemExit("flush failed")
+        for acked in unacked:
+            print(acked)
+        sys.stdout.flush()
+        unacked.clear()
+
+
 while time.monotonic() < deadline:
     tx = store.begin_transaction(
         evse_id=1 + n % 2, connector_id=1, id_token=f"R{round_no}-{n}",
         token_type=TokenType.ISO14443, started_at=t0, meter_start_wh=0.0,
     )
-    print(f"begin {tx.local_id}", flush=True)
+    ack(f"begin {tx.local_id}")
     for step in range(1, 6):
         energy_wh = float(step * 10)
         store.record_meter(
             tx.local_id, at=t0 + timedelta(seconds=step), energy_wh=energy_wh,
             payload={"energy_wh": energy_wh}, enqueue=True,
         )
-        print(f"meter {tx.local_id} {energy_wh}", flush=True)
+        ack(f"meter {tx.local_id} {energy_wh}")
     store.set_setting(f"round{round_no}", str(n))
-    print(f"setting round{round_no} {n}", flush=True)
+    ack(f"setting round{round_no} {n}")
     if n % 2 == 0:
         store.end_transaction(
             tx.local_id, stopped_at=t0 + timedelta(minutes=1), meter_stop_wh=60.0,
             reason=StopReason.LOCAL, stop_id_token=None, payload={"energy_wh": 60.0},
         )
-        print(f"end {tx.local_id}", flush=True)
+        ack(f"end {tx.local_id}")
     n += 1
 print("done", flush=True)
 """
