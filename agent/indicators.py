@@ -1,7 +1,7 @@
 """Driver feedback wiring: station events in, indicator states out, per EVSE.
 
 The decision of what to show is the core's pure `IndicatorLogic`; this module feeds it
-the station's events (and each tap, which the core does not announce yet), and runs one
+the station's events, and runs one
 task per EVSE that shows the logic's display on the EVSE's indicator whenever it changes
 or a transient state (accepted, rejected) runs out.
 """
@@ -13,8 +13,8 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from agent.core.events import IdToken, StationEvent
-from agent.core.feedback import Display, IndicatorLogic, TokenPresented
+from agent.core.events import StationEvent
+from agent.core.feedback import Display, IndicatorLogic
 from agent.core.ports import Clock
 from agent.core.tasks import TaskSet
 from drivers.indicator import Indicator
@@ -33,17 +33,13 @@ class Feedback:
         self._wake = {evse_id: asyncio.Event() for evse_id in indicators}
         self._tasks = TaskSet("indicators")
 
-    def on_event(self, event: StationEvent | TokenPresented) -> None:
-        """Station listener (and tap hook): feed the EVSE's logic and wake its driver."""
+    def on_event(self, event: StationEvent) -> None:
+        """Station listener: feed the EVSE's logic and wake its driver."""
         evse_id = event.evse_id
         logic = self._logic.get(evse_id) if evse_id is not None else None
         if evse_id is not None and logic is not None:
             logic.feed(event, self._clock.now())
             self._wake[evse_id].set()
-
-    def tapped(self, evse_id: int, token: IdToken) -> None:
-        """A token is about to reach the core: show that it was seen."""
-        self.on_event(TokenPresented(evse_id, token))
 
     async def start(self) -> None:
         """Take each indicator and start showing."""

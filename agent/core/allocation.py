@@ -30,13 +30,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["MIN_CURRENT_A", "Demand", "allocate", "wanted_a"]
+__all__ = [
+    "MIN_CURRENT_A",
+    "RAMP_MARGIN_A",
+    "SELF_LIMITED_MARGIN_A",
+    "Demand",
+    "allocate",
+    "wanted_a",
+]
 
 #: The least current an EV can be offered (IEC 61851-1 Table A.8: 6 A at 10 % duty).
 MIN_CURRENT_A: Final = 6.0
 #: An EV drawing this much less than it was offered is limiting itself.
-SELF_LIMITED_MARGIN_A: Final = 2.0
-#: Headroom given above a self-limited EV's draw, so that it can ramp up again.
+SELF_LIMITED_MARGIN_A: Final = 1.0
+#: Headroom given above a self-limited EV's draw, so that it can ramp up again. Larger
+#: than SELF_LIMITED_MARGIN_A: an EV that stays at its own limit keeps being seen as
+#: self-limited (no oscillation), one that takes the headroom is offered its full share.
 RAMP_MARGIN_A: Final = 2.0
 
 

@@ -7,7 +7,7 @@ call the station's commands; none of these types mention an OCPP version.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -18,11 +18,42 @@ from drivers.types import FaultCode, MeterSample, TokenType
 
 
 @dataclass(frozen=True, slots=True)
+class OcspRequest:
+    """How to check one certificate of a contract chain with OCSP (ISO 15118-2)."""
+
+    hash_algorithm: str  # "SHA256", "SHA384" or "SHA512"
+    issuer_name_hash: str
+    issuer_key_hash: str
+    serial_number: str
+    responder_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContractProof:
+    """Plug & Charge: what an ISO 15118 stack hands over with the EV's eMAID.
+
+    The seam for a future ISO 15118 driver: it presents the EV's contract as an IdToken
+    of type eMAID carrying this proof, through `Station.present_token` like a card. Either
+    the contract certificate chain (PEM) or the OCSP data of its certificates, as the
+    CSMS is to validate it (OCPP 2.0.1 C07: AuthorizeRequest certificate /
+    iso15118CertificateHashData).
+    """
+
+    certificate_pem: str | None = None
+    ocsp: tuple[OcspRequest, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class IdToken:
-    """An identifier presented to start or stop charging."""
+    """An identifier presented to start or stop charging.
+
+    `contract`: the proof an EV gave with an eMAID over ISO 15118 (Plug & Charge); the
+    adapter forwards it to the CSMS, which validates it (2.0.1 C07).
+    """
 
     value: str
     type: TokenType = TokenType.ISO14443
+    contract: ContractProof | None = field(default=None, compare=False)
 
 
 class AuthStatus(StrEnum):
@@ -96,6 +127,26 @@ class MeterValuesSampled:
     offered_current_a: float
 
 
+class TokenHandling(StrEnum):
+    """What an EVSE does with a token presented at it (announced before it acts)."""
+
+    CHECKING = "checking"  # an authorization starts (to start, or to stop by group)
+    ENDING = "ending"  # the session's own token: it stops or its authorization ends
+    CONCURRENT = "concurrent"  # another token during a transaction: refused at once
+    BUSY = "busy"  # a check of another token is in flight: ignored
+    RESERVED = "reserved"  # reserved for another token, no group to ask about: refused
+    DROPPED = "dropped"  # the EVSE cannot start a session now (faulted, Inoperative)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPresented:
+    """A token reached an EVSE (reader, Plug & Charge identity) and how it is handled."""
+
+    evse_id: int
+    token: IdToken
+    handling: TokenHandling
+
+
 @dataclass(frozen=True, slots=True)
 class AuthorizationOutcome:
     """Feedback for the person at the charger: a token was accepted or refused."""
@@ -131,13 +182,32 @@ class ReservationEnded:
     reason: ReservationEnd
 
 
+@dataclass(frozen=True, slots=True)
+class StorageFault:
+    """The station's store cannot persist what it is given (disk full, read-only), or
+    can again (`active` False).
+
+    Charging goes on: the journal keeps what it could not write in memory, in order, and
+    writes it once the disk accepts writes; `accepting_new` turns False when that backlog
+    is full (no new transaction can start). `detail` is the store's error text.
+    """
+
+    active: bool
+    detail: str
+    accepting_new: bool
+    at: datetime
+    evse_id: None = None  # station-wide (every station event names its EVSE, or None)
+
+
 StationEvent = (
     StatusChanged
     | TxMessageQueued
     | MeterValuesSampled
     | AuthorizationOutcome
+    | TokenPresented
     | PhaseChanged
     | ReservationEnded
+    | StorageFault
 )
 
 

@@ -18,10 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.core.events import (
-    AuthorizationOutcome,
     Authorizer,
     AuthResult,
-    AuthStatus,
     IdToken,
     PhaseChanged,
     StationEvent,
@@ -30,6 +28,13 @@ from agent.core.events import (
     UnlockResult,
     sample_payload,
 )
+from agent.core.evse_metering import (
+    IDLE_METER_POLL_S,
+    LOCK_RETRY_S,
+    REGISTER_PERSIST_S,
+    EvseMetering,
+)
+from agent.core.evse_tokens import EvseTokens
 from agent.core.faults import FaultSet
 from agent.core.iec61851 import EvEvent, PilotDecoder
 from agent.core.metering import MeterReader
@@ -59,13 +64,18 @@ from agent.core.txpoints import (
     starts,
     stop_reason,
 )
-from drivers.interfaces import BoardSupport, ConnectorLock, DriverError, PowerMeter
+from drivers.interfaces import (
+    BoardSupport,
+    ConnectorLock,
+    DriverError,
+    PhaseSwitchingBoard,
+    PowerMeter,
+)
 from drivers.types import (
     BoardEvent,
     ContactorEvent,
     FaultCode,
     FaultEvent,
-    MeterSample,
     PilotEvent,
     PilotState,
     TokenType,
@@ -73,12 +83,8 @@ from drivers.types import (
 
 log = logging.getLogger(__name__)
 
-#: Register persistence period while a transaction runs and periodic sampling is off.
-REGISTER_PERSIST_S = 10.0
-#: How often the meter is read while no transaction runs (fault detection).
-IDLE_METER_POLL_S = 30.0
-#: How often a connector lock that failed is tried again during a transaction.
-LOCK_RETRY_S = 2.0
+#: Re-exported: tests and the bench tune these (they live with the code that uses them).
+__all__ = ["IDLE_METER_POLL_S", "LOCK_RETRY_S", "REGISTER_PERSIST_S", "ConnectorSpec", "Evse"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +97,12 @@ class ConnectorSpec:
     phases: int
 
 
-class Evse:
-    """The model of one EVSE in the shared session machine, plus its drivers."""
+class Evse(EvseTokens, EvseMetering):
+    """The model of one EVSE in the shared session machine, plus its drivers.
+
+    Token handling lives in agent/core/evse_tokens.py and metering and the lock in
+    agent/core/evse_metering.py (mixins over this class's state).
+    """
 
     state: SessionPhase  # set by the machine
 
@@ -129,9 +139,16 @@ class Evse:
         self.operative = True
         self.pending_operative: bool | None = None  # a Scheduled availability change
         self.reserved = False
-        self.limit_a = min(
+        self.hardware_max_a = min(
             board.capabilities.max_current_a, max(c.max_current_a for c in connectors)
         )
+        self.max_phases = min(board.capabilities.phases, max(c.phases for c in connectors))
+        self.limit_a = self.hardware_max_a  # what the smart-charging loop allows now
+        self.active_phases = self.max_phases  # the phases the supply is switched to
+        self._phases_wanted = self.max_phases
+        #: Called after every lifecycle step and when a transaction begins, before the
+        #: status is published: the station recomputes the charging limits there.
+        self.on_step: Callable[[], None] | None = None
         self.tx: TxRecord | None = None
         self.token: IdToken | None = None
         self.token_group: str | None = None  # the group (parent id) of the token
@@ -200,6 +217,7 @@ class Evse:
                 log.exception("EVSE %s: lifecycle step failed", self.id)
             finally:
                 self._settling = not self._inbox.empty()
+                self._stepped()
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 # transitions' AsyncMachine swallows a CancelledError raised inside a
@@ -265,6 +283,26 @@ class Evse:
             phase=phase, pilot=self.pilot, faults=self.blocking_faults, limit_a=self.limit_a
         )
 
+    def apply_limit(self, current_a: float, phases: int | None = None) -> None:
+        """Offer at most `current_a` per phase from now on (below 6 A the EV is paused:
+        SuspendedEVSE), on `phases` phases where the board can switch (None: all)."""
+        limit = max(0.0, min(current_a, self.hardware_max_a))
+        wanted = self.max_phases if phases is None else max(1, min(phases, self.max_phases))
+        if not self.board.capabilities.can_switch_phases:
+            wanted = self.active_phases
+        if limit == self.limit_a and wanted == self._phases_wanted:
+            return
+        self.limit_a, self._phases_wanted = limit, wanted
+        self._outputs_dirty.set()
+        self.publish_status()
+
+    def _stepped(self) -> None:
+        if self.on_step is not None:
+            try:
+                self.on_step()
+            except Exception:
+                log.exception("EVSE %s: the step hook failed", self.id)
+
     def _energy_capped(self) -> bool:
         """Whether a refused token's energy allowance is used up (SuspendedEVSE)."""
         cap, sample = self._energy_cap_wh, self.metering.last_sample
@@ -299,6 +337,8 @@ class Evse:
         try:
             # Open first, then change the pilot, then close last: never close the
             # contactor before the PWM that permits it is on.
+            if self._phases_wanted != self.active_phases:
+                current = await self._switch_phases(current)
             if current.contactor_closed and not desired.contactor_closed:
                 await self.board.set_contactor(False)
             if desired.duty_percent != current.duty_percent:
@@ -326,6 +366,23 @@ class Evse:
             )
             self.publish_status()
             await self.clock.sleep(1.0)
+
+    async def _switch_phases(self, current: Outputs) -> Outputs:
+        """Pause the EV (contactor open, pilot at +12 V), switch the supply's phases and
+        return the outputs as they are now (the caller resumes from there)."""
+        switch = self.board
+        if not isinstance(switch, PhaseSwitchingBoard):
+            self._phases_wanted = self.active_phases
+            return current
+        if current.contactor_closed:
+            await self.board.set_contactor(False)
+        if current.duty_percent is not None:
+            await self.board.pwm_off()
+        self.commanded = SAFE
+        await switch.set_phases(self._phases_wanted)
+        log.info("EVSE %s: switched to %s phase(s)", self.id, self._phases_wanted)
+        self.active_phases = self._phases_wanted
+        return SAFE
 
     # -- status ------------------------------------------------------------------
 
@@ -400,114 +457,6 @@ class Evse:
                 )
             elif event == EvEvent.PILOT_ERROR_CLEARED:
                 self._set_fault(FaultCode.PILOT_FAULT, False, source="pilot")
-
-    def available_for_new_session(self) -> bool:
-        """Whether a token or remote start may begin a session here now."""
-        return (
-            self.operative and not self.blocking_faults and self.state != SessionPhase.TRANSACTION
-        )
-
-    def present_token(self, token: IdToken) -> None:
-        """A token was presented at this EVSE's reader: start, stop or cancel."""
-        authorized = self.state in (SessionPhase.TRANSACTION, SessionPhase.AUTHORIZED)
-        if authorized and self.token is not None and token.value == self.token.value:
-            if self.tx is not None or self.state == SessionPhase.TRANSACTION:
-                self._inbox.put_nowait(lambda: self._stop(StopReason.LOCAL, token.value))
-            else:
-                self._inbox.put_nowait(self._cancel_authorization)
-            return
-        if self.state == SessionPhase.TRANSACTION:
-            may_stop = self.token_group is not None or self.policy.master_pass_group
-            if may_stop and not self._authorizing:
-                # Another card of the same group may stop it (OCPP 1.6 section 3.5.2,
-                # 2.0.1 C01.FR.03): ask who it belongs to.
-                self._authorizing = True
-                self._tasks.spawn(self._group_stop(token), name=f"evse-{self.id}-group-stop")
-            else:
-                self._emit(
-                    AuthorizationOutcome(self.id, token, AuthResult(AuthStatus.CONCURRENT_TX))
-                )
-            return
-        if not self.available_for_new_session() or self._authorizing:
-            return
-        self._authorizing = True
-        self._tasks.spawn(self._authorize_and_go(token, check=True), name=f"evse-{self.id}-auth")
-
-    def remote_start(
-        self, token: IdToken, *, authorize: bool, remote_start_id: int | None = None
-    ) -> bool:
-        """Accept a remote start if this EVSE can take it; authorize first if asked."""
-        if not self.available_for_new_session() or self._authorizing:
-            return False
-        if self.state == SessionPhase.AUTHORIZED:
-            return False
-        if not authorize and not self._reservations.admits(self.id, token, None):
-            return False  # reserved for someone else (OCPP 1.6 section 5.11)
-        self._authorizing = True
-        self._tasks.spawn(
-            self._authorize_and_go(token, check=authorize, remote_start_id=remote_start_id),
-            name=f"evse-{self.id}-remote",
-        )
-        return True
-
-    @property
-    def authorizing(self) -> bool:
-        """Whether a token check is in flight (further taps are ignored meanwhile)."""
-        return self._authorizing
-
-    async def _authorize_and_go(
-        self, token: IdToken, *, check: bool, remote_start_id: int | None = None
-    ) -> None:
-        try:
-            if check:
-                result = await self._authorizer().authorize(token)
-            else:
-                result = AuthResult(AuthStatus.ACCEPTED)
-        finally:
-            self._authorizing = False
-        master = self.policy.master_pass_group
-        if result.accepted and master is not None and result.group_id == master:
-            log.info("EVSE %s: a master pass token stops, it does not start (C16)", self.id)
-            result = AuthResult(AuthStatus.INVALID, result.group_id, result.expires_at)
-        if result.accepted and not self._reservations.admits(self.id, token, result):
-            log.info("EVSE %s: reserved for another token", self.id)
-            result = AuthResult(AuthStatus.INVALID, result.group_id, result.expires_at)
-        if result.accepted:
-            self._inbox.put_nowait(lambda: self._authorized(token, result, remote_start_id))
-        self._emit(AuthorizationOutcome(self.id, token, result))
-
-    async def _group_stop(self, token: IdToken) -> None:
-        try:
-            result = await self._authorizer().authorize(token)
-        finally:
-            self._authorizing = False
-        group = result.group_id
-        same_group = group is not None and group == self.token_group
-        master = group is not None and group == self.policy.master_pass_group
-        outcome = result if same_group or master else AuthResult(AuthStatus.CONCURRENT_TX)
-        self._emit(AuthorizationOutcome(self.id, token, outcome))
-        if same_group or master:
-            reason = StopReason.LOCAL if same_group else StopReason.MASTER_PASS
-            self._inbox.put_nowait(lambda: self._stop(reason, token.value))
-
-    async def _authorized(
-        self, token: IdToken, result: AuthResult, remote_start_id: int | None
-    ) -> None:
-        if not self.available_for_new_session() or self.state == SessionPhase.AUTHORIZED:
-            return
-        self.token, self.token_group, self._token_result = token, result.group_id, result
-        self._remote_start_id = remote_start_id
-        if await self.authorize():  # type: ignore[attr-defined]
-            trigger = TxTrigger.AUTHORIZED if remote_start_id is None else TxTrigger.REMOTE_START
-            await self._settle(trigger)
-        else:
-            self.token = self.token_group = None
-            self._remote_start_id = None
-
-    async def _cancel_authorization(self) -> None:
-        if await self.cancel_authorization():  # type: ignore[attr-defined]
-            await self._settle(TxTrigger.AUTHORIZED, StopReason.LOCAL)
-            self.token = self.token_group = None
 
     async def stop_transaction(self, reason: StopReason, stop_token: str | None = None) -> bool:
         """Stop the running transaction (from any task); False if there is none."""
@@ -643,6 +592,11 @@ class Evse:
         self._journaled_state = self._charging_state()
         if token is not None:
             payload["id_token"], payload["token_type"] = token.value, token.type.value
+            # A token arriving in a running transaction uses the reservation it matches
+            # (OCPP 2.0.1 H03 scenario 2: cable first, TxStartPoint EVConnected).
+            reservation_id = self._reservations.use(self.id, token, self._token_result)
+            if reservation_id is not None:
+                payload["reservation_id"] = reservation_id
         if token is None:
             self.journal.record_event(tx.local_id, at=now, payload=payload)
         else:
@@ -669,7 +623,7 @@ class Evse:
         details["sample"] = dict(begin)
         if self._remote_start_id is not None and token is not None:
             details["remote_start_id"] = self._remote_start_id
-        self.tx = self.journal.begin_transaction(
+        tx = self.journal.begin_transaction(
             evse_id=self.id,
             connector_id=self.connectors[0].id,
             id_token=token.value if token else "",
@@ -679,8 +633,13 @@ class Evse:
             reservation_id=reservation_id,
             details=details,
         )
+        # Power only once the start is durable (at once while the store is failing: the
+        # start then waits in the store's backlog, and charging goes on).
+        await self.journal.wait_durable()
+        self.tx = tx
         self._held = self._conditions
         self._journaled_state = self._charging_state()
+        self._stepped()  # the limit of this transaction, before its first PWM
         self._outputs_dirty.set()
         self._emit(TxMessageQueued(self.id, self.tx.local_id))
         if self.lock is not None and not await self._drive_lock(True):
@@ -711,6 +670,7 @@ class Evse:
             payload=payload,
         )
         self.tx = None
+        self._stepped()  # its share goes to the others at once
         self._energy_cap_wh = None
         self._held = frozenset()
         self._journaled_state = None
@@ -724,107 +684,3 @@ class Evse:
 
     def _offered_a(self) -> float:
         return self.limit_a if self.desired_outputs().offering else 0.0
-
-    # -- metering ----------------------------------------------------------------
-
-    @property
-    def meter(self) -> PowerMeter:
-        """The EVSE's meter driver."""
-        return self.metering.meter
-
-    @meter.setter
-    def meter(self, meter: PowerMeter) -> None:
-        self.metering.meter = meter
-
-    @property
-    def last_sample(self) -> MeterSample | None:
-        """The last good meter reading."""
-        return self.metering.last_sample
-
-    async def read_meter(self) -> MeterSample | None:
-        """A fresh reading, or the last good one while the meter does not answer."""
-        return await self.metering.read()
-
-    def _meter_lost(self, lost: bool, detail: str) -> None:
-        self._set_fault(FaultCode.METER_LOST, lost, detail, source="meter")
-        self.publish_status()
-
-    async def _idle_meter_watch(self) -> None:
-        """Read the meter now and then outside transactions, so that a dead meter faults
-        an idle EVSE (no new session starts on it) and a recovered one clears."""
-        while True:
-            if self.tx is None:
-                await self.read_meter()
-            await self.clock.sleep(IDLE_METER_POLL_S)
-
-    async def _sample_transaction(self, local_id: int) -> None:
-        """Periodic samples from the start of the transaction (or register persistence)."""
-        while True:
-            interval = self.policy.sample_interval_s
-            periodic = interval > 0
-            await self.clock.sleep(interval if periodic else REGISTER_PERSIST_S)
-            sample = await self.read_meter()
-            tx = self.tx
-            if sample is None or tx is None or tx.local_id != local_id:
-                continue
-            if self._energy_cap_wh is not None:
-                self._outputs_dirty.set()  # the allowance may be used up now
-                self.publish_status()
-            now = self.clock.now()
-            offered = self.limit_a if self.desired_outputs().offering else 0.0
-            self.journal.record_meter(
-                local_id,
-                at=now,
-                energy_wh=sample.energy_import_wh,
-                payload={
-                    **sample_payload(sample, SampleContext.PERIODIC, now, offered),
-                    **self.event_details(TxTrigger.METER_PERIODIC),
-                },
-                enqueue=periodic,
-            )
-            if periodic:
-                self._emit(TxMessageQueued(self.id, local_id))
-
-    async def report_transaction(self) -> bool:
-        """Journal a meter sample of the running transaction now (a CSMS asked for it);
-        False when no transaction runs or the meter gives no reading."""
-        tx = self.tx
-        sample = await self.read_meter() if tx is not None else None
-        if tx is None or sample is None or self.tx is not tx:
-            return False
-        now = self.clock.now()
-        self.journal.record_meter(
-            tx.local_id,
-            at=now,
-            energy_wh=sample.energy_import_wh,
-            payload={
-                **sample_payload(sample, SampleContext.TRIGGER, now, self._offered_a()),
-                **self.event_details(TxTrigger.TRIGGER),
-            },
-            enqueue=True,
-        )
-        self._emit(TxMessageQueued(self.id, tx.local_id))
-        return True
-
-    async def _retry_lock(self, local_id: int) -> None:
-        """Try the lock again now and then while the transaction waits for it."""
-        while self.tx is not None and self.tx.local_id == local_id:
-            await self.clock.sleep(LOCK_RETRY_S)
-            if FaultCode.LOCK_FAILURE not in self.faults or self.tx is None:
-                return
-            if await self._drive_lock(True):
-                return
-
-    async def _drive_lock(self, locked: bool) -> bool:
-        """Drive the lock; a confirmed movement clears an earlier lock failure."""
-        if self.lock is None:
-            return True
-        try:
-            confirmed = await self.lock.set_locked(locked)
-        except DriverError:
-            log.exception("EVSE %s: lock command failed", self.id)
-            return False
-        if confirmed and FaultCode.LOCK_FAILURE in self.faults:
-            self._set_fault(FaultCode.LOCK_FAILURE, False, source="lock")
-            self.publish_status()
-        return confirmed

@@ -2,9 +2,8 @@
 
 Responsible for the policy of feedback to the person at the charger (issue 5): every
 tap gets a visible answer, and between taps the indicator tells how the EVSE is doing.
-`IndicatorLogic` is fed the station's events (and, until the core announces the start of
-a token check itself, the taps the composition root sees) with the time of each, and
-answers with the `Display` to render: a state and, for a transient one, when it ends.
+`IndicatorLogic` is fed the station's events with the time of each, and answers with the
+`Display` to render: a state and, for a transient one, when it ends.
 
 The state has two layers:
 
@@ -15,10 +14,12 @@ The state has two layers:
   REJECTED for a while after it. How long is data (`FeedbackTimings`). A fault that
   appears cancels any transient at once: a red light must never wait behind a green one.
 
-Every tap gets an answer, including those the core answers without an outcome event
-(mirroring `Evse.present_token`): the card that stops a transaction or cancels its own
-authorization is ACCEPTED when the phase changes, and a tap the core drops because the
-EVSE is faulted or Inoperative is REJECTED at once.
+Every tap gets an answer. The EVSE announces what it does with each token
+(`TokenPresented.handling`) before acting: a check shows AUTHORIZING until its
+AuthorizationOutcome; the card that stops a transaction or cancels its own authorization
+is ACCEPTED when the phase changes (no outcome follows); a tap the EVSE drops because it
+is faulted or Inoperative is REJECTED at once; a tap ignored while another card is being
+checked changes nothing.
 
 It must not do I/O or use asyncio: time is passed in, and the caller schedules the
 wake-up at `IndicatorLogic.deadline` (calling `expire()` then) and drives the indicator.
@@ -32,10 +33,11 @@ from datetime import datetime, timedelta
 
 from agent.core.events import (
     AuthorizationOutcome,
-    IdToken,
     PhaseChanged,
     StationEvent,
     StatusChanged,
+    TokenHandling,
+    TokenPresented,
 )
 from agent.core.status import ConnectorStatus, SessionPhase
 from drivers.indicator import IndicatorState
@@ -60,19 +62,6 @@ class FeedbackTimings:
         for name in ("accepted_s", "rejected_s", "authorizing_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-
-
-@dataclass(frozen=True, slots=True)
-class TokenPresented:
-    """A token was presented at an EVSE's reader (seen by the composition root).
-
-    Interim input: the core emits no "authorization started" event yet. Feed it to the
-    logic before the token reaches `Station.present_token`, so that an answer the core
-    gives at once (a concurrent transaction) comes after it.
-    """
-
-    evse_id: int
-    token: IdToken
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +106,6 @@ class IndicatorLogic:
         self._phase = SessionPhase.IDLE
         self._statuses: dict[int, ConnectorStatus] = {}
         self._transient: Display | None = None
-        self._token: IdToken | None = None  # the token last accepted for this EVSE
         #: The phase a stop or cancel tap expects the core to leave (no outcome follows).
         self._leaving: SessionPhase | None = None
 
@@ -144,7 +132,7 @@ class IndicatorLogic:
             self._leaving = None
         return self.display
 
-    def feed(self, event: StationEvent | TokenPresented, now: datetime) -> Display:
+    def feed(self, event: StationEvent, now: datetime) -> Display:
         """Take one event (others' EVSEs and unrelated kinds are ignored) at `now`;
         returns the display."""
         self.expire(now)
@@ -159,40 +147,32 @@ class IndicatorLogic:
             self._on_phase(event.phase, now)
         elif isinstance(event, AuthorizationOutcome):
             if event.result.accepted:
-                self._token = event.token
                 self._show(IndicatorState.ACCEPTED, now, self.timings.accepted_s)
             else:
                 self._show(IndicatorState.REJECTED, now, self.timings.rejected_s)
         elif isinstance(event, TokenPresented):
-            self._on_tap(event.token, now)
+            self._on_tap(event.handling, now)
         return self.display
 
     def _on_phase(self, phase: SessionPhase, now: datetime) -> None:
         left, self._phase = self._phase, phase
-        if phase == SessionPhase.IDLE:
-            self._token = None
         if self._leaving is not None and left == self._leaving and phase != left:
             # The tap stopped the transaction or cancelled the authorization: the core
             # answers those with the phase change, not with an AuthorizationOutcome.
             self._show(IndicatorState.ACCEPTED, now, self.timings.accepted_s)
 
-    def _on_tap(self, token: IdToken, now: datetime) -> None:
-        """Mirror Evse.present_token: what will the core do with this tap?"""
-        if self._is_showing(IndicatorState.AUTHORIZING):
-            return  # the core ignores further taps while it checks one
-        if self._phase == SessionPhase.TRANSACTION or (
-            self._phase == SessionPhase.AUTHORIZED and token == self._token
-        ):
-            # A stop or a cancel (answered by the phase change), or another card during
-            # a transaction (answered at once as a concurrent transaction): even when
-            # faulted or Inoperative, the core acts on these.
+    def _on_tap(self, handling: TokenHandling, now: datetime) -> None:
+        """Answer a tap as the EVSE said it handles it."""
+        if handling == TokenHandling.CHECKING:
+            self._show(IndicatorState.AUTHORIZING, now, self.timings.authorizing_timeout_s)
+        elif handling == TokenHandling.ENDING:
+            # A stop or a cancel, answered by the phase change (no outcome follows).
             self._show(IndicatorState.AUTHORIZING, now, self.timings.authorizing_timeout_s)
             self._leaving = self._phase
-        elif self.steady in (IndicatorState.FAULT, IndicatorState.UNAVAILABLE):
+        elif handling == TokenHandling.DROPPED:
             # The core drops a tap it cannot act on; the person still gets an answer.
             self._show(IndicatorState.REJECTED, now, self.timings.rejected_s)
-        else:
-            self._show(IndicatorState.AUTHORIZING, now, self.timings.authorizing_timeout_s)
+        # CONCURRENT, RESERVED: the AuthorizationOutcome follows at once; BUSY: ignored.
 
     def _is_showing(self, state: IndicatorState) -> bool:
         return self._transient is not None and self._transient.state == state

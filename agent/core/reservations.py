@@ -9,16 +9,23 @@ thing in two dialects; this module holds the neutral rules:
   Faulted.
 - A reservation for the station (OCPP 1.6 connector 0, 2.0.1 without evseId) reserves no
   EVSE in particular: a session for anyone else may start only while enough EVSEs stay
-  free for every such reservation.
+  free for every such reservation. One with a connector type (2.0.1 connectorType) is
+  held only by an EVSE having a connector of that type, so "enough" is a matching: each
+  unbound reservation needs a free EVSE of its own that fits it (`unmatched`). It ends
+  (removed) when an EVSE turning Faulted or Unavailable leaves none usable for it.
+- A free EVSE that the unbound reservations cannot spare shows Reserved (2.0.1
+  H01.FR.07: as many reservations as free EVSEs make every one of them Reserved).
 - A new reservation with the id of an existing one replaces it.
 
 The store is the settings store (one JSON value), so reservations survive a restart.
+The rules here are pure functions over the book and the free EVSEs; the station
+(agent/core/station.py) applies them. Must not: know any OCPP message or version.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -28,6 +35,9 @@ from agent.core.events import AuthResult, IdToken
 from agent.core.ports import SettingsStore
 
 SETTING = "core.reservations"
+
+#: The EVSEs anyone could start on now, each with the types of its connectors.
+FreeEvses = Mapping[int, Collection[str]]
 
 
 class ReserveResult(StrEnum):
@@ -43,6 +53,12 @@ class ReserveResult(StrEnum):
 class ReservationGate(Protocol):
     """What an EVSE asks before a session starts (the station answers)."""
 
+    def may_admit(self, evse_id: int, token: IdToken) -> bool:
+        """Whether any authorization of this token could let it start here now (False:
+        refuse it without asking anyone, e.g. another card at an EVSE reserved without a
+        group, OCPP 1.6 section 5.13)."""
+        ...
+
     def admits(self, evse_id: int, token: IdToken, result: AuthResult | None) -> bool:
         """Whether this token may start a session on this EVSE now."""
         ...
@@ -55,6 +71,9 @@ class ReservationGate(Protocol):
 class OpenGate:
     """No reservations at all (an EVSE built without a station)."""
 
+    def may_admit(self, evse_id: int, token: IdToken) -> bool:
+        return True
+
     def admits(self, evse_id: int, token: IdToken, result: AuthResult | None) -> bool:
         return True
 
@@ -64,13 +83,15 @@ class OpenGate:
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """One reservation; `evse_id` None reserves any one EVSE of the station."""
+    """One reservation; `evse_id` None reserves any one EVSE of the station (of those
+    with a connector of `connector_type`, when given)."""
 
     id: int
     id_token: str
     expires_at: datetime
     evse_id: int | None = None
     group_id: str | None = None
+    connector_type: str | None = None
 
     def admits(self, token: IdToken, result: AuthResult | None = None) -> bool:
         """Whether `token` (authorized with `result`) may use this reservation."""
@@ -78,6 +99,10 @@ class Reservation:
             return True
         group = result.group_id if result is not None else None
         return self.group_id is not None and group == self.group_id
+
+    def fits(self, connector_types: Collection[str]) -> bool:
+        """Whether an EVSE with these connector types can hold this reservation."""
+        return self.connector_type is None or self.connector_type in connector_types
 
 
 class ReservationBook:
@@ -91,6 +116,10 @@ class ReservationBook:
             item["expires_at"] = datetime.fromisoformat(item["expires_at"])
             reservation = Reservation(**item)
             self._by_id[reservation.id] = reservation
+
+    def __len__(self) -> int:
+        """How many reservations there are."""
+        return len(self._by_id)
 
     def all(self) -> list[Reservation]:
         """Every reservation, soonest expiry first."""
@@ -129,3 +158,66 @@ class ReservationBook:
             {**asdict(r), "expires_at": r.expires_at.isoformat()} for r in self._by_id.values()
         )
         self._settings.set_setting(SETTING, json.dumps(list(items)))
+
+
+# -- the rules for reservations of no EVSE in particular ----------------------------------
+
+
+def unmatched(reservations: Sequence[Reservation], free: FreeEvses) -> list[Reservation]:
+    """The reservations left without a free EVSE of their own that fits them, in a
+    maximum matching (augmenting paths; soonest expiry served first); [] if all are held."""
+    holder: dict[int, Reservation] = {}  # evse id -> the reservation it holds
+
+    def place(reservation: Reservation, tried: set[int]) -> bool:
+        for evse_id, types in free.items():
+            if evse_id in tried or not reservation.fits(types):
+                continue
+            tried.add(evse_id)
+            current = holder.get(evse_id)
+            if current is None or place(current, tried):
+                holder[evse_id] = reservation
+                return True
+        return False
+
+    ordered = sorted(reservations, key=lambda r: (r.expires_at, r.id))
+    return [r for r in ordered if not place(r, set())]
+
+
+def can_hold(reservations: Sequence[Reservation], free: FreeEvses) -> bool:
+    """Whether every reservation gets a free EVSE of its own that fits it."""
+    return not unmatched(reservations, free)
+
+
+def without(free: FreeEvses, evse_id: int) -> dict[int, Collection[str]]:
+    """The free EVSEs but one."""
+    return {key: types for key, types in free.items() if key != evse_id}
+
+
+def claim(
+    unbound: Sequence[Reservation],
+    free: FreeEvses,
+    evse_id: int,
+    evse_types: Collection[str],
+    token: IdToken,
+    result: AuthResult | None,
+) -> tuple[bool, Reservation | None]:
+    """May `token` start a session on EVSE `evse_id` while `unbound` reservations stand,
+    and which of them does that session use (None: none)?
+
+    A session that uses a reservation it fits frees that reservation's claim; any other
+    session may start only if the unbound reservations still fit the EVSEs left free.
+    """
+    rest = without(free, evse_id)
+    for reservation in sorted(unbound, key=lambda r: (r.expires_at, r.id)):
+        if reservation.admits(token, result) and reservation.fits(evse_types):
+            others = [r for r in unbound if r.id != reservation.id]
+            if can_hold(others, rest):
+                return True, reservation
+    return can_hold(unbound, rest), None
+
+
+def needed(unbound: Sequence[Reservation], free: FreeEvses) -> set[int]:
+    """The free EVSEs the unbound reservations cannot spare (shown Reserved)."""
+    if not unbound:
+        return set()
+    return {evse_id for evse_id in free if not can_hold(unbound, without(free, evse_id))}

@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Final, Protocol
 
-from agent.core.allocation import MIN_CURRENT_A, Demand, allocate
+from agent.core.allocation import MIN_CURRENT_A, SELF_LIMITED_MARGIN_A, Demand, allocate
 from agent.core.composite import (
     NOMINAL_VOLTAGE_V,
     CompositeSchedule,
@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 
 #: How far ahead each recomputation looks for the next change of a schedule.
 HORIZON_S: Final = 86_400
+
+#: How long an EV is given to follow a new offer before its draw says anything about it
+#: (IEC 61851-1: the EV follows a PWM change within 5 s).
+SETTLE_S: Final = 5.0
 
 #: Session phases in which an EVSE wants power (or will as soon as it is offered).
 _ACTIVE: Final = frozenset({SessionPhase.TRANSACTION})
@@ -169,12 +173,17 @@ class SmartCharging:
         self.min_current_a = min_current_a
         self._profiles: list[ChargingProfile] = []
         self._evse_caps: dict[str, dict[int, float]] = {}
+        self._evse_phases: dict[str, dict[int, int]] = {}
         self._site: dict[str, float] = {}
         self._held: dict[int, tuple[ChargingProfile, Callable[[ChargingProfile], object]]] = {}
         self._tx_seen: dict[int, int | None] = {}
         self._limits: dict[int, EvseLimit] = {}
+        self._offered_at: dict[int, datetime] = {}  # when each EVSE's offer last changed
+        self._samples: dict[int, tuple[MeterSample | None, datetime]] = {}  # first seen at
+        self._flowing_since: dict[int, datetime] = {}  # when the EV began to draw
         self._next_change: datetime | None = None
         self._changed = asyncio.Event()
+        self._listeners: list[Callable[[Mapping[int, EvseLimit]], None]] = []
         self.profiles_changed()
 
     # -- inputs ----------------------------------------------------------------------
@@ -184,13 +193,21 @@ class SmartCharging:
         self._profiles = self.source.profiles()
         self.recompute()
 
-    def set_evse_cap(self, source: str, evse_id: int, current_a: float | None) -> None:
-        """A local cap on one EVSE from `source` (None: that source lifts its cap)."""
+    def set_evse_cap(
+        self, source: str, evse_id: int, current_a: float | None, phases: int | None = None
+    ) -> None:
+        """A local cap on one EVSE from `source`, optionally on `phases` phases (PV on one
+        phase); None lifts that source's cap. The least current and phases win."""
         caps = self._evse_caps.setdefault(source, {})
         if current_a is None:
             caps.pop(evse_id, None)
+            self._evse_phases.get(source, {}).pop(evse_id, None)
         else:
             caps[evse_id] = max(0.0, current_a)
+            if phases is None:
+                self._evse_phases.get(source, {}).pop(evse_id, None)
+            else:
+                self._evse_phases.setdefault(source, {})[evse_id] = max(1, phases)
         self.recompute()
 
     def set_site_capacity(self, source: str, current_a: float | None) -> None:
@@ -214,6 +231,14 @@ class SmartCharging:
         self.recompute()
 
     # -- outputs ---------------------------------------------------------------------
+
+    def subscribe(
+        self, listener: Callable[[Mapping[int, EvseLimit]], None]
+    ) -> Callable[[], None]:
+        """Call `listener` with every EVSE's limit whenever one changes; returns the
+        unsubscribe function (listeners must not block)."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
 
     @property
     def limits(self) -> Mapping[int, EvseLimit]:
@@ -258,9 +283,10 @@ class SmartCharging:
         next_change = _earliest(next_change, change)
         shares = allocate(
             capacity,
-            (self._demand(evse, caps[evse.id][0]) for evse in self._evses.values()),
+            [self._demand(evse, caps[evse.id][0], now) for evse in self._evses.values()],
             self.min_current_a,
         )
+        changed = False
         for evse_id, evse in self._evses.items():
             cap, phases, reason = caps[evse_id]
             current = cap
@@ -271,10 +297,23 @@ class SmartCharging:
                 current, reason = shares[evse_id], site_reason
             limit = EvseLimit(math.floor(current * 10 + 1e-6) / 10, phases, reason)
             if self._limits.get(evse_id) != limit:
+                changed = True
+                before = self._limits.get(evse_id, limit).current_a
+                if limit.current_a > before + SELF_LIMITED_MARGIN_A:
+                    # A raised offer: readings from before it say nothing about it. (A
+                    # lowered one or a jitter of the capacity does not restart the wait.)
+                    self._offered_at[evse_id] = now
                 self._limits[evse_id] = limit
                 evse.apply_limit(limit.current_a, limit.phases)
         self._next_change = next_change
         self._changed.set()
+        if changed:
+            limits = self.limits
+            for listener in list(self._listeners):
+                try:
+                    listener(limits)
+                except Exception:
+                    log.exception("smart-charging listener failed")
 
     async def run(self) -> None:
         """Recompute at every schedule change and drop expired profiles; never returns."""
@@ -322,6 +361,10 @@ class SmartCharging:
             local = caps.get(evse.id)
             if local is not None and local < cap:
                 cap, reason = local, source
+        for wanted in self._evse_phases.values():
+            local_phases = wanted.get(evse.id)
+            if local_phases is not None:
+                phases = min(local_phases, phases or evse.max_phases)
         return cap, phases, reason, _next(schedule, now)
 
     def _shared_capacity(self, now: datetime) -> tuple[float | None, str, datetime | None]:
@@ -344,8 +387,7 @@ class SmartCharging:
                 capacity, reason = value, source
         return capacity, reason, _next(schedule, now)
 
-    def _demand(self, evse: LimitedEvse, cap_a: float) -> Demand:
-        sample = evse.last_sample
+    def _demand(self, evse: LimitedEvse, cap_a: float, now: datetime) -> Demand:
         tx = evse.tx
         return Demand(
             evse_id=evse.id,
@@ -353,9 +395,27 @@ class SmartCharging:
             running=evse.energy_flowing(),
             cap_a=cap_a,
             offered_a=self._limits[evse.id].current_a if evse.id in self._limits else 0.0,
-            drawing_a=max(sample.current_a) if sample is not None else None,
+            drawing_a=self._settled_draw(evse, now),
             since=tx.started_at.timestamp() if tx is not None else float("inf"),
         )
+
+    def _settled_draw(self, evse: LimitedEvse, now: datetime) -> float | None:
+        """The EV's draw from a reading first seen once it had time to follow its offer
+        (SETTLE_S after the offer changed and after energy began to flow; the highest
+        phase); None when there is no such reading yet."""
+        sample = evse.last_sample
+        seen = self._samples.get(evse.id)
+        if seen is None or seen[0] is not sample:
+            seen = (sample, now)
+            self._samples[evse.id] = seen
+        if sample is None or not evse.energy_flowing():
+            self._flowing_since.pop(evse.id, None)
+            return None
+        flowing_since = self._flowing_since.setdefault(evse.id, now)
+        since = max(flowing_since, self._offered_at.get(evse.id, flowing_since))
+        if (seen[1] - since).total_seconds() < SETTLE_S:
+            return None
+        return max(sample.current_a)
 
     def _bind_transactions(self) -> None:
         """Install held TX profiles for transactions that began; clear ended ones."""

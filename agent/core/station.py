@@ -19,6 +19,7 @@ from agent.core.events import (
     AuthStatus,
     IdToken,
     MeterValuesSampled,
+    PhaseChanged,
     ReservationEnd,
     ReservationEnded,
     StationEvent,
@@ -37,12 +38,25 @@ from agent.core.ports import (
     TransactionJournal,
     TxTrigger,
 )
-from agent.core.reservations import Reservation, ReservationBook, ReserveResult
+from agent.core.reservations import (
+    Reservation,
+    ReservationBook,
+    ReserveResult,
+    can_hold,
+    claim,
+    needed,
+    unmatched,
+    without,
+)
 from agent.core.session import build_machine
+from agent.core.smart_charging import NoProfiles, ProfileSource, SmartCharging
 from agent.core.status import ConnectorStatus, SessionPhase
 from agent.core.tasks import TaskSet
 
 log = logging.getLogger(__name__)
+
+#: The statuses that end the reservations of an EVSE (reported first, ended after).
+_CLOSED = frozenset({ConnectorStatus.FAULTED, ConnectorStatus.UNAVAILABLE})
 
 Listener = Callable[[StationEvent], None]
 
@@ -65,6 +79,7 @@ class Station:
         journal: TransactionJournal,
         settings: SettingsStore,
         policy: Policy | None = None,
+        profiles: ProfileSource | None = None,
     ) -> None:
         self.clock = clock
         self.journal = journal
@@ -80,6 +95,10 @@ class Station:
         self._tasks = TaskSet("station")
         self.reservations = ReservationBook(settings)
         self._reservations_changed = asyncio.Event()
+        #: Charging profiles and local limits -> each EVSE's offered current.
+        self.smart = SmartCharging(
+            clock=clock, profiles=profiles or NoProfiles(), evses=self.evses
+        )
         for evse in evses or []:
             self.add_evse(evse)
 
@@ -89,6 +108,8 @@ class Station:
         self._machine.add_model(evse)
         evse.reserved = self.reservations.for_evse(evse.id) is not None
         evse.operative = self.settings.get_setting(f"core.availability.{evse.id}") != "Inoperative"
+        evse.on_step = self.smart.recompute
+        self.smart.recompute()
 
     def evse_kwargs(self) -> dict[str, object]:
         """The station-provided constructor arguments of an Evse."""
@@ -110,19 +131,16 @@ class Station:
         return lambda: self._listeners.remove(listener)
 
     def emit(self, event: StationEvent) -> None:
-        """Hand an event to every listener (listeners must not block)."""
-        if isinstance(event, StatusChanged) and event.status in (
-            ConnectorStatus.FAULTED,
-            ConnectorStatus.UNAVAILABLE,
-        ):
-            held = self.reservations.for_evse(event.evse_id)
-            if held is not None:  # OCPP 2.0.1 H01.FR.?: a reservation ends with the EVSE
-                self._end_reservation(held, ReservationEnd.REMOVED)
+        """Hand an event to every listener (listeners must not block); then let the
+        reservations follow the EVSE it reports on (what that ends is emitted after it)."""
         for listener in list(self._listeners):
             try:
                 listener(event)
             except Exception:
                 log.exception("station listener failed on %s", event)
+        if isinstance(event, StatusChanged | PhaseChanged) and len(self.reservations):
+            closed = isinstance(event, StatusChanged) and event.status in _CLOSED
+            self._follow_evse(event.evse_id, closed=closed)
 
     # -- running ----------------------------------------------------------------
 
@@ -131,8 +149,10 @@ class Station:
         self.recover_interrupted()
         for evse in self.evses.values():
             await evse.start()
+        self._show_reservations()  # the EVSEs unbound reservations need show Reserved
         self._tasks.spawn(self._aligned_sampler(), name="aligned-sampler")
         self._tasks.spawn(self._expire_reservations(), name="reservation-expiry")
+        self._tasks.spawn(self.smart.run(), name="smart-charging")
 
     async def shutdown(self) -> None:
         """Stop everything and leave the hardware safe."""
@@ -235,27 +255,39 @@ class Station:
     # -- reservations ----------------------------------------------------------------
 
     def reserve(self, reservation: Reservation) -> ReserveResult:
-        """Hold an EVSE (or, with evse_id None, any one EVSE) for a token until expiry."""
-        book = self.reservations
-        if reservation.evse_id is not None:
-            evse = self.evses.get(reservation.evse_id)
-            if evse is None:
+        """Hold an EVSE (or, with evse_id None, any one EVSE with a connector of the
+        reservation's type) for a token until expiry; one with a known id replaces the
+        old one only if accepted."""
+        result = self._reservation_answer(reservation)
+        if result == ReserveResult.ACCEPTED:
+            self.reservations.add(reservation)
+            self._apply_reservations()
+        return result
+
+    def _reservation_answer(self, reservation: Reservation) -> ReserveResult:
+        """Whether `reservation` can be held now, and why not (OCPP 2.0.1 H01, 1.6 section 5.13)."""
+        free = self._free(ignoring=reservation.id)
+        others = [r for r in self.reservations.station_wide() if r.id != reservation.id]
+        if reservation.evse_id is None:
+            fitting = [e for e in self.evses.values() if reservation.fits(_types(e))]
+            if not fitting:
                 return ReserveResult.REJECTED
-            if evse.blocking_faults:
-                return ReserveResult.FAULTED
-            if not evse.operative:
-                return ReserveResult.UNAVAILABLE
-            holder = book.for_evse(evse.id)
-            busy = evse.state != SessionPhase.IDLE or evse.authorizing
-            if busy or (holder is not None and holder.id != reservation.id):
-                return ReserveResult.OCCUPIED
-        else:
-            others = [r for r in book.station_wide() if r.id != reservation.id]
-            if len(self._free_evses()) <= len(others):
-                return self._why_not_free()
-        previous = book.get(reservation.id)
-        book.add(reservation)
-        self._apply_reservations(previous.evse_id if previous else None, reservation.evse_id)
+            if can_hold([*others, reservation], free):
+                return ReserveResult.ACCEPTED
+            return _why_not_free(fitting)
+        evse = self.evses.get(reservation.evse_id)
+        if evse is None or not reservation.fits(_types(evse)):
+            return ReserveResult.REJECTED
+        if evse.blocking_faults:
+            return ReserveResult.FAULTED
+        if not evse.operative:
+            return ReserveResult.UNAVAILABLE
+        holder = self.reservations.for_evse(evse.id)
+        taken = holder is not None and holder.id != reservation.id
+        busy = evse.state != SessionPhase.IDLE or evse.authorizing
+        # The unbound reservations must still be held by the EVSEs left free.
+        if busy or taken or not can_hold(others, without(free, evse.id)):
+            return ReserveResult.OCCUPIED
         return ReserveResult.ACCEPTED
 
     def cancel_reservation(self, reservation_id: int) -> bool:
@@ -266,60 +298,94 @@ class Station:
         self._end_reservation(reservation, ReservationEnd.CANCELLED)
         return True
 
+    def may_admit(self, evse_id: int, token: IdToken) -> bool:
+        """ReservationGate: could an authorization of this token let it start here?"""
+        held = self.reservations.for_evse(evse_id)
+        return held is None or held.id_token == token.value or held.group_id is not None
+
     def admits(self, evse_id: int, token: IdToken, result: AuthResult | None) -> bool:
         """ReservationGate: may this token start on this EVSE now?"""
         held = self.reservations.for_evse(evse_id)
         if held is not None:
             return held.admits(token, result)
-        station_wide = self.reservations.station_wide()
-        if not station_wide or any(r.admits(token, result) for r in station_wide):
-            return True
-        free_after = [e for e in self._free_evses() if e.id != evse_id]
-        return len(free_after) >= len(station_wide)
+        allowed, _ = self._claim(evse_id, token, result)
+        return allowed
 
     def use(self, evse_id: int, token: IdToken, result: AuthResult | None) -> int | None:
         """ReservationGate: consume the reservation this session fulfils."""
         held = self.reservations.for_evse(evse_id)
-        candidates = [held] if held is not None else self.reservations.station_wide()
-        for reservation in candidates:
-            if reservation.admits(token, result):
-                self._end_reservation(reservation, ReservationEnd.USED)
-                return reservation.id
-        return None
+        if held is not None:
+            reservation = held if held.admits(token, result) else None
+        else:
+            _, reservation = self._claim(evse_id, token, result)
+        if reservation is None:
+            return None
+        self._end_reservation(reservation, ReservationEnd.USED)
+        return reservation.id
 
-    def _free_evses(self) -> list[Evse]:
-        """EVSEs anyone could start on now (idle, operative, fault-free, not reserved)."""
-        return [
-            e
-            for e in self.evses.values()
-            if e.state == SessionPhase.IDLE
-            and e.operative
-            and not e.blocking_faults
-            and self.reservations.for_evse(e.id) is None
-        ]
+    def _claim(
+        self, evse_id: int, token: IdToken, result: AuthResult | None
+    ) -> tuple[bool, Reservation | None]:
+        """reservations.claim() over the station's unbound reservations and free EVSEs."""
+        unbound = self.reservations.station_wide()
+        evse = self.evses.get(evse_id)
+        if not unbound or evse is None:
+            return True, None
+        return claim(unbound, self._free(), evse_id, _types(evse), token, result)
 
-    def _why_not_free(self) -> ReserveResult:
-        evses = list(self.evses.values())
-        if all(e.blocking_faults for e in evses):
-            return ReserveResult.FAULTED
-        if all(not e.operative for e in evses):
-            return ReserveResult.UNAVAILABLE
-        return ReserveResult.OCCUPIED
+    def _free(self, ignoring: int | None = None) -> dict[int, frozenset[str]]:
+        """EVSEs anyone could start on now (idle, operative, fault-free, held by no
+        reservation but `ignoring`), with their connector types."""
+        free: dict[int, frozenset[str]] = {}
+        for evse in self._usable(ignoring).values():
+            if evse.state == SessionPhase.IDLE:
+                free[evse.id] = _types(evse)
+        return free
+
+    def _usable(self, ignoring: int | None = None) -> dict[int, Evse]:
+        """EVSEs that are operative, fault-free and held by no reservation but `ignoring`."""
+        usable: dict[int, Evse] = {}
+        for evse in self.evses.values():
+            holder = self.reservations.for_evse(evse.id)
+            unheld = holder is None or holder.id == ignoring
+            if evse.operative and not evse.blocking_faults and unheld:
+                usable[evse.id] = evse
+        return usable
+
+    def _follow_evse(self, evse_id: int, *, closed: bool) -> None:
+        """An EVSE changed: once it reported Faulted or Unavailable (`closed`), end the
+        reservations that leaves without an EVSE (OCPP 2.0.1 H01, 1.6 section 5.13);
+        then show which EVSEs are Reserved."""
+        evse = self.evses.get(evse_id)
+        if closed and evse is not None and (evse.blocking_faults or not evse.operative):
+            held = self.reservations.for_evse(evse_id)
+            if held is not None:
+                self._end_reservation(held, ReservationEnd.REMOVED)
+            usable = {e.id: _types(e) for e in self._usable().values()}
+            for orphan in unmatched(self.reservations.station_wide(), usable):
+                self._end_reservation(orphan, ReservationEnd.REMOVED)
+        self._show_reservations()
 
     def _end_reservation(self, reservation: Reservation, reason: ReservationEnd) -> None:
         if self.reservations.remove(reservation.id) is None:
             return
-        self._apply_reservations(reservation.evse_id)
+        self._apply_reservations()
         self.emit(ReservationEnded(reservation.id, reservation.evse_id, reason))
 
-    def _apply_reservations(self, *evse_ids: int | None) -> None:
+    def _apply_reservations(self) -> None:
         """Show the book on the EVSEs (Reserved status) and re-arm the expiry timer."""
-        for evse_id in evse_ids:
-            evse = self.evses.get(evse_id) if evse_id is not None else None
-            if evse is not None:
-                evse.reserved = self.reservations.for_evse(evse.id) is not None
-                evse.publish_status()
+        self._show_reservations()
         self._reservations_changed.set()
+
+    def _show_reservations(self) -> None:
+        """Mark Reserved each EVSE a reservation holds and each free one the unbound
+        reservations cannot spare (2.0.1 H01.FR.07); publish those that changed."""
+        spare = needed(self.reservations.station_wide(), self._free())
+        for evse in self.evses.values():
+            reserved = self.reservations.for_evse(evse.id) is not None or evse.id in spare
+            if evse.reserved != reserved:
+                evse.reserved = reserved
+                evse.publish_status()
 
     async def _expire_reservations(self) -> None:
         """End reservations at their expiry time."""
@@ -383,6 +449,20 @@ class Station:
             self.emit(
                 MeterValuesSampled(evse.id, connector_id, sample, SampleContext.CLOCK, now, offered)
             )
+
+
+def _types(evse: Evse) -> frozenset[str]:
+    """The connector types of an EVSE."""
+    return frozenset(connector.type for connector in evse.connectors)
+
+
+def _why_not_free(fitting: list[Evse]) -> ReserveResult:
+    """Why no EVSE of these can take one more reservation."""
+    if any(e.operative and not e.blocking_faults for e in fitting):
+        return ReserveResult.OCCUPIED
+    if any(e.blocking_faults for e in fitting):
+        return ReserveResult.FAULTED
+    return ReserveResult.UNAVAILABLE
 
 
 def next_aligned(now: datetime, interval_s: float) -> datetime:

@@ -98,3 +98,16 @@ def test_capacity_is_not_left_unused_while_an_admitted_evse_wants_more(
     admitted = [d for d in evses if shares[d.evse_id] > 0]
     if spare > 1e-6 and admitted:
         assert all(shares[d.evse_id] >= wanted_a(d) - 1e-6 for d in admitted)
+
+
+def test_an_ev_staying_at_its_own_limit_keeps_its_trimmed_share_without_oscillating() -> None:
+    first = allocate(40.0, [active(1, offered_a=20.0, drawing_a=8.0), active(2)])
+    again = allocate(40.0, [active(1, offered_a=first[1], drawing_a=8.0), active(2)])
+    assert first == again == {1: 10.0, 2: 30.0}
+
+
+def test_an_ev_taking_its_headroom_gets_its_full_share_back() -> None:
+    assert allocate(40.0, [active(1, offered_a=10.0, drawing_a=10.0), active(2)]) == {
+        1: 20.0,
+        2: 20.0,
+    }

@@ -31,6 +31,8 @@ from agent.core.events import (
     PhaseChanged,
     StationEvent,
     StatusChanged,
+    TokenHandling,
+    TokenPresented,
     TxMessageQueued,
 )
 from agent.core.evse import ConnectorSpec, Evse
@@ -38,7 +40,6 @@ from agent.core.feedback import (
     Display,
     FeedbackTimings,
     IndicatorLogic,
-    TokenPresented,
     steady_state,
 )
 from agent.core.ports import SampleContext
@@ -77,11 +78,15 @@ def outcome(result: AuthStatus, evse_id: int = 1) -> AuthorizationOutcome:
     return AuthorizationOutcome(evse_id, TAG, AuthResult(result))
 
 
-def tap(evse_id: int = 1) -> TokenPresented:
-    return TokenPresented(evse_id, TAG)
+H = TokenHandling
 
 
-def fed(*events: tuple[float, StationEvent | TokenPresented]) -> IndicatorLogic:
+def tap(evse_id: int = 1, handling: TokenHandling = H.CHECKING) -> TokenPresented:
+    """A tap as the EVSE announces it (by default: a check starts)."""
+    return TokenPresented(evse_id, TAG, handling)
+
+
+def fed(*events: tuple[float, StationEvent]) -> IndicatorLogic:
     """A logic for EVSE 1 fed `(seconds after T0, event)` pairs in order."""
     logic = IndicatorLogic(1)
     for seconds, event in events:
@@ -173,14 +178,14 @@ def test_every_refusal_is_shown_as_rejected(refusal: AuthStatus) -> None:
 
 def test_a_foreign_card_during_charging_is_rejected_then_charging_shows_again() -> None:
     logic = fed((0, PhaseChanged(1, P.TRANSACTION)), (0, status(C.CHARGING)))
-    logic.feed(tap(), at(5))
+    logic.feed(tap(handling=H.CONCURRENT), at(5))
     assert logic.feed(outcome(AuthStatus.CONCURRENT_TX), at(5)) == Display(I.REJECTED, at(8))
     assert logic.expire(at(8)) == Display(I.CHARGING)
 
 
 def test_the_stop_tap_is_accepted_when_the_transaction_ends() -> None:
     logic = fed((0, PhaseChanged(1, P.TRANSACTION)), (0, status(C.CHARGING)))
-    assert logic.feed(tap(), at(5)).state == I.AUTHORIZING
+    assert logic.feed(tap(handling=H.ENDING), at(5)).state == I.AUTHORIZING
     assert logic.feed(PhaseChanged(1, P.FINISHING), at(6)) == Display(I.ACCEPTED, at(8))
     logic.feed(status(C.FINISHING), at(6))
     assert logic.expire(at(8)) == Display(I.IDLE)
@@ -193,7 +198,7 @@ def test_the_cancel_tap_is_accepted_when_the_authorization_ends() -> None:
         (0, PhaseChanged(1, P.AUTHORIZED)),
         (0, status(C.PREPARING)),
     )
-    assert logic.feed(tap(), at(5)).state == I.AUTHORIZING
+    assert logic.feed(tap(handling=H.ENDING), at(5)).state == I.AUTHORIZING
     assert logic.feed(PhaseChanged(1, P.IDLE), at(5.5)).state == I.ACCEPTED
 
 
@@ -203,7 +208,7 @@ def test_the_cancel_tap_needs_the_accepted_card() -> None:
         (0, outcome(AuthStatus.ACCEPTED)),
         (0, PhaseChanged(1, P.AUTHORIZED)),
         (0, status(C.PREPARING)),
-        (5, TokenPresented(1, OTHER_TAG)),  # a new check, answered by an outcome
+        (5, TokenPresented(1, OTHER_TAG, H.CHECKING)),  # a new check, answered by an outcome
     )
     assert logic.display.state == I.AUTHORIZING
     logic.feed(PhaseChanged(1, P.IDLE), at(6))  # ConnectionTimeOut, not this tap
@@ -212,7 +217,7 @@ def test_the_cancel_tap_needs_the_accepted_card() -> None:
 
 def test_the_stop_tap_of_a_faulted_transaction_is_still_taken() -> None:
     logic = fed((0, PhaseChanged(1, P.TRANSACTION)), (0, status(C.FAULTED)))
-    assert logic.feed(tap(), at(1)).state == I.AUTHORIZING
+    assert logic.feed(tap(handling=H.ENDING), at(1)).state == I.AUTHORIZING
     assert logic.feed(PhaseChanged(1, P.FINISHING), at(2)).state == I.ACCEPTED
     assert logic.expire(at(4)) == Display(I.FAULT)
 
@@ -230,7 +235,7 @@ def test_an_answer_that_never_comes_ends_authorizing_after_the_timeout() -> None
 
 
 def test_a_second_tap_while_authorizing_does_not_restart_the_wait() -> None:
-    logic = fed((0, tap()), (10, tap()))
+    logic = fed((0, tap()), (10, tap(handling=H.BUSY)))
     assert logic.deadline == at(40)
 
 
@@ -281,7 +286,7 @@ def test_a_tap_the_core_cannot_take_is_answered_rejected(
     blocked: ConnectorStatus, steady: IndicatorState
 ) -> None:
     logic = fed((0, status(blocked)))
-    assert logic.feed(tap(), at(1)) == Display(I.REJECTED, at(4))
+    assert logic.feed(tap(handling=H.DROPPED), at(1)) == Display(I.REJECTED, at(4))
     assert logic.expire(at(4)) == Display(steady)
 
 
@@ -297,13 +302,13 @@ EVENTS = st.one_of(
     st.sampled_from(list(ConnectorStatus)).map(status),
     st.sampled_from(list(SessionPhase)).map(lambda phase: PhaseChanged(1, phase)),
     st.sampled_from(list(AuthStatus)).map(outcome),
-    st.just(tap()),
+    st.sampled_from(list(TokenHandling)).map(lambda handling: tap(handling=handling)),
 )
 
 
 @given(st.lists(st.tuples(st.floats(0, 60), EVENTS), max_size=30))
 def test_every_transient_state_ends_and_a_fault_always_shows(
-    steps: list[tuple[float, StationEvent | TokenPresented]],
+    steps: list[tuple[float, StationEvent]],
 ) -> None:
     logic = IndicatorLogic(1)
     now = T0
@@ -396,13 +401,12 @@ class Charger:
     indicator: SimIndicator
     wake: asyncio.Event
 
-    def on_event(self, event: StationEvent | TokenPresented) -> None:
+    def on_event(self, event: StationEvent) -> None:
         self.logic.feed(event, self.clock.now())
         self.wake.set()
 
     def tap(self, token: IdToken = TAG) -> None:
-        """Present a card as the reader sink in app.py would: the logic hears it first."""
-        self.on_event(TokenPresented(self.evse.id, token))
+        """Present a card as the reader sink in app.py does (the EVSE announces it)."""
         self.station.present_token(self.evse.id, token)
 
     async def answer(self, result: AuthStatus) -> None:
@@ -571,3 +575,20 @@ async def test_an_inoperative_evse_shows_unavailable_and_rejects_taps(charger: C
     await charger.shows(I.REJECTED)
     charger.clock.advance(3.0)
     await charger.shows(I.UNAVAILABLE)
+
+
+async def test_the_evse_announces_how_it_handles_each_tap(charger: Charger) -> None:
+    announced: list[TokenHandling] = []
+    charger.station.subscribe(
+        lambda e: announced.append(e.handling) if isinstance(e, TokenPresented) else None
+    )
+    charger.plant.plug_in(SimEv())
+    await charger.status(C.PREPARING)
+    charger.tap()  # checked
+    charger.tap(OTHER_TAG)  # ignored: a check is in flight
+    await charger.answer(AuthStatus.ACCEPTED)
+    await charger.status(C.CHARGING)
+    charger.tap(OTHER_TAG)  # someone else's card: refused at once
+    charger.tap()  # the session's card: stops it
+    await charger.status(C.FINISHING)
+    assert announced == [H.CHECKING, H.BUSY, H.CONCURRENT, H.ENDING]

@@ -273,3 +273,67 @@ async def test_the_limit_is_only_pushed_when_it_changes(
     loop.recompute()
     loop.set_site_capacity("site", None)
     assert len(evses[1].applied) == before
+
+
+def amps(per_phase: float) -> MeterSample:
+    return MeterSample(0.0, per_phase * 690, (per_phase,) * 3, (230.0,) * 3)
+
+
+async def test_a_reading_from_before_the_ev_could_follow_its_offer_cuts_nothing(
+    loop: SmartCharging, clock: FakeClock, evses: dict[int, FakeEvse]
+) -> None:
+    """The begin register (0 A) must not make a drawing EV look self-limited."""
+    loop.set_site_capacity("site", 20.0)
+    evses[1].last_sample = amps(0.0)
+    evses[1].begin(1)
+    loop.transactions_changed()
+    assert evses[1].limit_a == 20.0
+    clock.advance(10)
+    loop.recompute()  # no new reading since the flow began
+    assert evses[1].limit_a == 20.0
+
+
+async def test_an_ev_drawing_less_gives_the_rest_to_the_others_once_its_reading_settles(
+    loop: SmartCharging, clock: FakeClock, evses: dict[int, FakeEvse]
+) -> None:
+    loop.set_site_capacity("site", 32.0)
+    evses[1].begin(1)
+    evses[2].begin(2, T0 + timedelta(seconds=1))
+    loop.transactions_changed()
+    assert (evses[1].limit_a, evses[2].limit_a) == (16.0, 16.0)
+    clock.advance(1)
+    evses[1].last_sample = amps(8.0)  # too soon after the flow began: says nothing
+    loop.recompute()
+    assert evses[1].limit_a == 16.0
+    clock.advance(10)
+    evses[1].last_sample = amps(8.0)  # a settled reading: EVSE 1 takes 8 A only
+    loop.recompute()
+    assert (evses[1].limit_a, evses[2].limit_a) == (10.0, 22.0)
+    clock.advance(10)
+    evses[1].last_sample = amps(10.0)  # it follows its whole offer again: fair shares
+    loop.recompute()
+    assert (evses[1].limit_a, evses[2].limit_a) == (16.0, 16.0)
+
+
+async def test_a_local_cap_may_ask_for_fewer_phases_and_the_least_wins(
+    loop: SmartCharging, store: MemoryProfiles, evses: dict[int, FakeEvse]
+) -> None:
+    loop.set_evse_cap("pv", 1, 10.0, phases=1)
+    assert evses[1].applied[-1] == (10.0, 1)
+    loop.set_evse_cap("pv", 1, 16.0)  # the same source, no phase wish any more
+    assert evses[1].applied[-1] == (16.0, None)
+    loop.set_evse_cap("pv", 1, None)
+    assert evses[1].applied[-1] == (32.0, None)
+
+
+async def test_listeners_hear_each_change_of_a_limit(
+    loop: SmartCharging, evses: dict[int, FakeEvse]
+) -> None:
+    heard: list[float] = []
+    unsubscribe = loop.subscribe(lambda limits: heard.append(limits[1].current_a))
+    loop.set_evse_cap("off_peak", 1, 0.0)
+    loop.recompute()  # nothing changed: nothing heard
+    loop.set_evse_cap("off_peak", 1, None)
+    unsubscribe()
+    loop.set_evse_cap("off_peak", 1, 0.0)
+    assert heard == [0.0, 32.0]
