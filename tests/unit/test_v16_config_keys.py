@@ -116,7 +116,11 @@ def test_key_types_follow_section_9_1() -> None:
             assert key.kind == Kind.BOOL, key.name
         elif key.name in MEASURAND_LIST_KEYS:
             assert key.kind == Kind.MEASURANDS, key.name
-        elif key.name in ("ConnectorPhaseRotation", "SupportedFeatureProfiles"):
+        elif key.name in (
+            "ConnectorPhaseRotation",
+            "SupportedFeatureProfiles",
+            "ChargingScheduleAllowedChargingRateUnit",  # section 9.4, Smart Charging profile
+        ):
             assert key.kind == Kind.CSL, key.name
         else:
             assert key.kind == Kind.INT, key.name

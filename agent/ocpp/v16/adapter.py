@@ -21,6 +21,7 @@ from agent.core.events import (
     MeterValuesSampled,
     StationEvent,
     StatusChanged,
+    StorageFault,
     TxMessageQueued,
 )
 from agent.core.ports import (
@@ -41,6 +42,7 @@ from agent.ocpp.rpc import AfterReply, CallTimeout, ConnectionLost, Handler, Rpc
 from agent.ocpp.v16 import mapping
 from agent.ocpp.v16.auth import Ocpp16Authorization
 from agent.ocpp.v16.config_keys import ConfigurationKeys
+from agent.ocpp.v16.smart_charging import Ocpp16SmartCharging
 from agent.store import Store
 from agent.store.auth import AuthCache, LocalAuthList
 from drivers.types import TokenType
@@ -52,6 +54,8 @@ VendorHandler = Callable[[str | None, str | None], Awaitable[tuple[str, str | No
 
 BOOT_RETRY_S = 30.0
 SOFT_RESET_DRAIN_S = 10.0
+#: vendorErrorCode of connector 0's OtherError while the store cannot persist.
+STORE_VENDOR_ERROR = "StoreWriteFailed"
 
 
 class Ocpp16Adapter:
@@ -92,6 +96,7 @@ class Ocpp16Adapter:
         self._endpoint: RpcEndpoint | None = None
         self._accepted = False
         self._status_queue: asyncio.Queue[tuple[int, ConnectorStatus, str]] = asyncio.Queue()
+        self._storage_fault: StorageFault | None = None  # reported on connector 0
         self._outbox: OutboxSender | None = None
         self._heartbeat_changed = asyncio.Event()
         self.auth = Ocpp16Authorization(
@@ -101,6 +106,9 @@ class Ocpp16Adapter:
             cache=auth_cache,
             endpoint=lambda: self._endpoint,
             online=lambda: self.online,
+        )
+        self.smart = Ocpp16SmartCharging(
+            station=station, store=store, keys=self.keys, connectors=self.connectors
         )
         self.keys.watch(self._on_key_changed)
         self.keys.watch(self.auth.on_key_changed)
@@ -132,6 +140,7 @@ class Ocpp16Adapter:
             "TriggerMessage": self._on_trigger_message,
             "Reset": self._on_reset,
             "UnlockConnector": self._on_unlock_connector,
+            **self.smart.handlers(),
         }
 
     def register_vendor(self, vendor_id: str, handler: VendorHandler) -> None:
@@ -261,7 +270,7 @@ class Ocpp16Adapter:
         """Every connector's current status (connector 0: the station) and error code."""
         operative = any(evse.operative for evse in self.station.evses.values())
         station_status = ConnectorStatus.AVAILABLE if operative else ConnectorStatus.UNAVAILABLE
-        snapshot = [(0, station_status, "NoError")]
+        snapshot = [(0, station_status, self._station_error())]
         for evse in self.station.evses.values():
             for connector_id, (status, fault) in evse.statuses().items():
                 code = mapping.ERROR_CODES[fault] if fault else "NoError"
@@ -277,10 +286,18 @@ class Ocpp16Adapter:
             "status": mapping.status_value(status),
             "timestamp": mapping.timestamp(self.clock.now()),
         }
+        fault = self._storage_fault
+        if connector == 0 and code == "OtherError" and fault is not None:
+            payload["vendorErrorCode"] = STORE_VENDOR_ERROR
+            payload["info"] = fault.detail[:50]
         try:
             await endpoint.call("StatusNotification", payload)
         except (RpcError, CallTimeout) as exc:
             log.warning("StatusNotification failed: %s", exc)
+
+    def _station_error(self) -> str:
+        """Connector 0's error code: OtherError while the store cannot persist."""
+        return "NoError" if self._storage_fault is None else "OtherError"
 
     # -- station events -----------------------------------------------------------
 
@@ -295,6 +312,10 @@ class Ocpp16Adapter:
                 self._outbox.wake()
         elif isinstance(event, MeterValuesSampled) and self.online:
             self._tasks.spawn(self._send_meter_values(event), name="meter-values")
+        elif isinstance(event, StorageFault):
+            self._storage_fault = event if event.active else None
+            if self.online:
+                self._status_queue.put_nowait(self._status_snapshot()[0])  # connector 0
 
     async def _send_meter_values(self, event: MeterValuesSampled) -> None:
         """Clock-aligned values outside a transaction: sent if online, never queued."""
@@ -411,11 +432,11 @@ class Ocpp16Adapter:
         evse_id = self._evse_of(connector) if connector is not None else None
         if connector is not None and evse_id is None:
             return {"status": "Rejected"}
-        if "chargingProfile" in payload:
-            log.info("RemoteStartTransaction carries a charging profile: not applied yet")
         token = IdToken(payload["idTag"], TokenType.CENTRAL)
         authorize = self.keys.get_bool("AuthorizeRemoteTxRequests")
-        accepted = self.station.remote_start(token, evse_id, authorize=authorize)
+        # With a chargingProfile, a TxProfile held for this transaction (section 5.11).
+        profile = payload.get("chargingProfile")
+        accepted = self.smart.remote_start(profile, evse_id, token, authorize=authorize)
         return {"status": "Accepted" if accepted else "Rejected"}
 
     async def _on_remote_stop(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -548,7 +569,7 @@ class Ocpp16Adapter:
             applied = self.station.set_operative(evse_id, operative)
         if connector == 0 and self.online:
             state = ConnectorStatus.AVAILABLE if operative else ConnectorStatus.UNAVAILABLE
-            self._status_queue.put_nowait((0, state, "NoError"))
+            self._status_queue.put_nowait((0, state, self._station_error()))
         return {"status": "Accepted" if applied else "Scheduled"}
 
     async def _on_unlock_connector(self, payload: dict[str, Any]) -> dict[str, Any]:

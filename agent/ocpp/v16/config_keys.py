@@ -1,4 +1,5 @@
-"""OCPP 1.6 configuration keys (section 9.1, Core profile): the table and its rules.
+"""OCPP 1.6 configuration keys (section 9.1 Core, 9.4 Smart Charging, ...): the table
+and its rules.
 
 Each key has a type, an access mode and a default. Values live in the store (prefix
 `ocpp16.`) once the CSMS or the install config sets them, so they survive restarts.
@@ -38,12 +39,24 @@ class Key:
     readonly: bool = False
     reboot_required: bool = False
     minimum: int = 0
+    choices: tuple[str, ...] = ()  # a list key: the values its items may take (non-empty)
 
 
 KEYS: tuple[Key, ...] = (
     Key("AllowOfflineTxForUnknownId", Kind.BOOL, "false"),
     Key("AuthorizationCacheEnabled", Kind.BOOL, "true"),
     Key("AuthorizeRemoteTxRequests", Kind.BOOL, "false"),
+    # Smart Charging (section 9.4): what SetChargingProfile accepts (read-only, like
+    # every read-only key here neither the CSMS nor the install config changes them).
+    Key("ChargeProfileMaxStackLevel", Kind.INT, "8", readonly=True),
+    Key(
+        "ChargingScheduleAllowedChargingRateUnit",
+        Kind.CSL,
+        "Current,Power",
+        readonly=True,
+        choices=("Current", "Power"),
+    ),
+    Key("ChargingScheduleMaxPeriods", Kind.INT, "24", readonly=True, minimum=1),
     Key("ClockAlignedDataInterval", Kind.INT, "0"),
     Key("ConnectionTimeOut", Kind.INT, "60", minimum=1),
     Key("ConnectorPhaseRotation", Kind.CSL, "0.RST"),
@@ -54,6 +67,7 @@ KEYS: tuple[Key, ...] = (
     Key("LocalAuthListMaxLength", Kind.INT, "10000", readonly=True),
     Key("LocalAuthorizeOffline", Kind.BOOL, "true"),
     Key("LocalPreAuthorize", Kind.BOOL, "false"),
+    Key("MaxChargingProfilesInstalled", Kind.INT, "16", readonly=True, minimum=1),
     Key("MaxEnergyOnInvalidId", Kind.INT, "0"),
     Key("MeterValuesAlignedData", Kind.MEASURANDS, "Energy.Active.Import.Register"),
     Key("MeterValuesAlignedDataMaxLength", Kind.INT, str(LIST_MAX), readonly=True),
@@ -73,7 +87,7 @@ KEYS: tuple[Key, ...] = (
     Key(
         "SupportedFeatureProfiles",
         Kind.CSL,
-        "Core,LocalAuthListManagement,Reservation,RemoteTrigger",
+        "Core,LocalAuthListManagement,Reservation,RemoteTrigger,SmartCharging",
         readonly=True,
     ),
     Key("SupportedFeatureProfilesMaxLength", Kind.INT, "6", readonly=True),
@@ -112,6 +126,8 @@ def normalise(key: Key, value: str) -> str | None:
     if len(items) > LIST_MAX:
         return None
     if key.kind == Kind.MEASURANDS and any(item not in SUPPORTED_MEASURANDS for item in items):
+        return None
+    if key.choices and (not items or any(item not in key.choices for item in items)):
         return None
     return ",".join(items)
 

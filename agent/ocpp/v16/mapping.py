@@ -89,6 +89,7 @@ SUPPORTED_MEASURANDS: tuple[str, ...] = (
     "Power.Active.Import",
     "Current.Import",
     "Current.Offered",
+    "Power.Offered",
     "Voltage",
     "Frequency",
     "SoC",
@@ -96,6 +97,11 @@ SUPPORTED_MEASURANDS: tuple[str, ...] = (
 )
 
 PHASES = ("L1", "L2", "L3")
+
+#: Nominal phase voltage for Power.Offered when the meter reports no voltage (1.6 section 7.12).
+NOMINAL_VOLTAGE_V = 230.0
+#: Below this a phase counts as not energized when summing voltages for Power.Offered.
+ENERGIZED_MIN_V = 50.0
 
 
 def status_value(status: ConnectorStatus) -> str:
@@ -106,6 +112,22 @@ def status_value(status: ConnectorStatus) -> str:
 def timestamp(at: datetime) -> str:
     """An OCPP timestamp: UTC, milliseconds, 'Z'."""
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(text: str) -> datetime:
+    """An OCPP dateTime as an aware UTC datetime (no offset given: UTC, as section 3.14
+    recommends); raises ValueError if it is not an ISO 8601 date and time."""
+    at = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC)
+
+
+def offered_power_w(sample: MeterSample, offered_current_a: float) -> float:
+    """Power.Offered: the offered current per phase times the voltage of every energized
+    phase the meter sees (nominal voltage on three phases if it reports none)."""
+    volts = sum(v for v in sample.voltage_v if v >= ENERGIZED_MIN_V)
+    return offered_current_a * (volts if volts > 0 else NOMINAL_VOLTAGE_V * len(PHASES))
 
 
 def number(value: float) -> str:
@@ -144,6 +166,8 @@ def sampled_values(
                 add(measurand, current, "A", phase=phase, location="Outlet")
         elif measurand == "Current.Offered":
             add(measurand, offered_current_a, "A")
+        elif measurand == "Power.Offered":
+            add(measurand, offered_power_w(sample, offered_current_a), "W")
         elif measurand == "Voltage":
             for phase, voltage in zip(PHASES, sample.voltage_v, strict=True):
                 add(measurand, voltage, "V", phase=f"{phase}-N", location="Outlet")
