@@ -91,6 +91,8 @@ class CsmsBehaviour:
     ignore_next: dict[str, int] = field(default_factory=dict)
     # DataTransfer from this vendorId is echoed (Accepted); any other gets UnknownVendorId
     echo_vendor_id: str = TEST_VENDOR_ID
+    #: 2.0.1 Authorize with Plug & Charge contract data: the certificateStatus answered.
+    contract_status: str = "Accepted"
 
     def tag_status(self, token: str) -> str:
         """Return the authorization status given to an idTag / idToken value."""
@@ -362,6 +364,11 @@ class Csms:
         except TimeoutError:
             raise TimeoutError(self._explain_missing(action, cp_id, count, timeout_s)) from None
         return self._matching(action, cp_id, where)[count - 1].payload
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+        """Return once predicate() holds, re-checked whenever a CALL settles or a charge
+        point connects or disconnects; raises TimeoutError."""
+        await self._wait_until(predicate, timeout_s)
 
     # -- connections -----------------------------------------------------------------------
 

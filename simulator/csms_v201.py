@@ -128,10 +128,21 @@ class CsmsChargePoint(_OcppChargePoint):  # type: ignore[misc]
         return call_result.Heartbeat(current_time=_utc_now_text())
 
     @_on("Authorize")
-    def on_authorize(self, id_token: dict[str, Any], **_: Any) -> Any:
-        """Answer with the idTokenInfo the behaviour gives to id_token."""
+    def on_authorize(
+        self,
+        id_token: dict[str, Any],
+        certificate: str | None = None,
+        iso15118_certificate_hash_data: list[dict[str, Any]] | None = None,
+        **_: Any,
+    ) -> Any:
+        """Answer with the idTokenInfo the behaviour gives to id_token, and the behaviour's
+        certificateStatus when Plug & Charge contract data came with it."""
         self._gate("Authorize")
-        return call_result.Authorize(id_token_info=self._id_token_info(id_token))
+        contract = certificate is not None or iso15118_certificate_hash_data is not None
+        return call_result.Authorize(
+            id_token_info=self._id_token_info(id_token),
+            certificate_status=self._csms.behaviour.contract_status if contract else None,
+        )
 
     @_on("TransactionEvent")
     def on_transaction_event(self, id_token: dict[str, Any] | None = None, **_: Any) -> Any:

@@ -23,6 +23,7 @@ from agent.ocpp.v201 import mapping
 from agent.ocpp.v201.device_model import DeviceModel, format_path, parse_path
 from agent.ocpp.v201.variables import station_variables
 from agent.store import Store
+from drivers.types import BoardCapabilities
 
 S = ConnectorStatus
 STATES = ("Available", "Occupied", "Reserved", "Unavailable", "Faulted")
@@ -213,10 +214,12 @@ def test_policy_paths_exist_in_the_catalogue(model: DeviceModel) -> None:
 
 
 def fake_station(*evses: tuple[int, list[ConnectorSpec]]) -> Any:
-    """What station_catalogue reads of a Station: its EVSEs' ids and connectors."""
+    """What station_catalogue reads of a Station: its EVSEs' ids, connectors and board
+    capabilities (phase switching)."""
+    board = SimpleNamespace(capabilities=BoardCapabilities(max_current_a=32.0))
     return SimpleNamespace(
         evses={
-            evse_id: SimpleNamespace(id=evse_id, connectors=tuple(connectors))
+            evse_id: SimpleNamespace(id=evse_id, connectors=tuple(connectors), board=board)
             for evse_id, connectors in evses
         }
     )

@@ -11,7 +11,8 @@ or a connector), Reset (B11/B12), TriggerMessage (F06) and DataTransfer (P01/P02
 
 Transactions (TransactionEvent from the journal's outbox, remote start and stop) are in
 agent/ocpp/v201/transactions.py, authorization (Authorize, cache, local list) in
-agent/ocpp/v201/auth.py; this adapter wires them to the connection.
+agent/ocpp/v201/auth.py, reservations (block H) in agent/ocpp/v201/reservations.py;
+this adapter wires them to the connection.
 
 Must not: keep status by hand (the core derives it; this adapter only folds and reports
 it), decide when transactions start or end (the core does), or know anything of 1.6.
@@ -29,7 +30,14 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Any
 
-from agent.core.events import MeterValuesSampled, StationEvent, StatusChanged, TxMessageQueued
+from agent.core.events import (
+    MeterValuesSampled,
+    ReservationEnded,
+    StationEvent,
+    StatusChanged,
+    StorageFault,
+    TxMessageQueued,
+)
 from agent.core.ports import Clock, StopReason
 from agent.core.station import Station
 from agent.core.status import ConnectorStatus
@@ -39,6 +47,7 @@ from agent.ocpp.outbox import OutboxSender
 from agent.ocpp.rpc import AfterReply, CallTimeout, ConnectionLost, Handler, RpcEndpoint, RpcError
 from agent.ocpp.v201 import mapping
 from agent.ocpp.v201.auth import Ocpp201Authorization
+from agent.ocpp.v201.charging_profiles import Ocpp201SmartCharging
 from agent.ocpp.v201.device_model import (
     DeviceModel,
     RequestLimitExceeded,
@@ -58,6 +67,8 @@ from agent.ocpp.v201.reports import (
     report_status,
     split_notify_report,
 )
+from agent.ocpp.v201.reservations import Ocpp201Reservations
+from agent.ocpp.v201.storage_events import StorageEvents
 from agent.ocpp.v201.transactions import Ocpp201Transactions
 from agent.ocpp.v201.variables import Attribute, VariableDef
 from agent.store import Store
@@ -163,6 +174,24 @@ class Ocpp201Adapter:
             endpoint=lambda: self._endpoint,
             spawn=self._spawn_call,
         )
+        self.reservations = Ocpp201Reservations(
+            station=station,
+            store=store,
+            model=self.model,
+            clock=clock,
+            on_settled=self._changed,
+            statuses_sent=lambda: self._status_queue.join(),
+        )
+        self.smart_charging = Ocpp201SmartCharging(
+            station=station,
+            store=store,
+            model=self.model,
+            transactions=self.transactions,
+            endpoint=lambda: self._endpoint,
+            spawn=self._spawn_call,
+        )
+        self.transactions.start_profiles = self.smart_charging  # K05
+        self.storage_events = StorageEvents(clock)  # the store's write failures (NotifyEvent)
         #: Called after anything an observer may wait for: registration, online state.
         self.on_change: list[Callable[[], None]] = []
         # The 2.0.1 status of every connector now, and what the CSMS last heard.
@@ -174,7 +203,7 @@ class Ocpp201Adapter:
             for connector in evse.connectors:
                 status = evse.status(connector.id)
                 self._statuses[(evse.id, connector.id)] = mapping.connector_status(
-                    status, ev_connected=evse.ev_present()
+                    status, ev_connected=evse.ev_present(), reserved=evse.reserved
                 )
             self._mirror_availability(evse.id)
         mapping.apply_policy(station.policy, self.model.value)
@@ -197,6 +226,8 @@ class Ocpp201Adapter:
         }
         table.update(self.auth.handlers())
         table.update(self.transactions.handlers())
+        table.update(self.reservations.handlers())
+        table.update(self.smart_charging.handlers())
         table.update(self._extra_handlers)
         return {action: self._gated(action, handler) for action, handler in table.items()}
 
@@ -282,6 +313,9 @@ class Ocpp201Adapter:
                 group.create_task(self._report_statuses(endpoint, everything=everything))
                 group.create_task(self._outbox.run())
                 group.create_task(self._heartbeat(endpoint))
+                group.create_task(self.reservations.run(endpoint))
+                group.create_task(self.smart_charging.limits.run(endpoint))
+                group.create_task(self.storage_events.run(endpoint))
         except* ConnectionLost:
             log.info("connection lost")
         finally:
@@ -386,6 +420,7 @@ class Ocpp201Adapter:
         while True:
             place, status, at = await self._status_queue.get()
             await self._send_status(endpoint, place, status, at)
+            self._status_queue.task_done()  # reservation updates wait for it (join)
 
     async def _send_status(
         self, endpoint: RpcEndpoint, place: _Place, status: str, at: datetime
@@ -410,13 +445,24 @@ class Ocpp201Adapter:
                 self._outbox.wake()
         elif isinstance(event, MeterValuesSampled) and self.online:
             self._spawn_call(self.transactions.send_meter_values(event), "meter-values")
+        elif isinstance(event, StorageFault):
+            self.storage_events.on_fault(event)
+        elif isinstance(event, ReservationEnded):
+            self.reservations.on_ended(event)
+            evse = self.station.evses.get(event.evse_id or 0)
+            if evse is not None:  # G01.FR.09: a car plugged in there is Reserved no more
+                for connector in evse.connectors:
+                    derived = evse.status(connector.id)
+                    self._track_status(evse.id, connector.id, derived, self.clock.now())
 
     def _track_status(
         self, evse_id: int, connector_id: int, derived: ConnectorStatus, at: datetime
     ) -> None:
         """Fold a derived status; report it if the 2.0.1 status changed (G01.FR.01)."""
         evse = self.station.evses[evse_id]
-        status = mapping.connector_status(derived, ev_connected=evse.ev_present())
+        status = mapping.connector_status(
+            derived, ev_connected=evse.ev_present(), reserved=evse.reserved
+        )
         place = (evse_id, connector_id)
         if self._statuses.get(place) == status:
             return

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from agent.core.auth import AuthorizationChain, AuthPolicy, Unreachable
-from agent.core.events import AuthResult, AuthStatus, IdToken
+from agent.core.events import AuthResult, AuthStatus, ContractProof, IdToken
 from agent.core.ports import Clock
 from agent.ocpp.rpc import CallTimeout, ConnectionLost, Handler, RpcEndpoint, RpcError
 from agent.ocpp.v201.device_model import DeviceModel, parse_path, wire_size
@@ -116,6 +116,27 @@ def _wire_time(text: str | None) -> datetime | None:
         log.warning("ignoring malformed cacheExpiryDateTime %r", text)
         return None
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def contract_fields(contract: ContractProof | None) -> dict[str, Any]:
+    """The AuthorizeRequest fields that carry a Plug & Charge contract (C07)."""
+    if contract is None:
+        return {}
+    fields: dict[str, Any] = {}
+    if contract.certificate_pem:
+        fields["certificate"] = contract.certificate_pem
+    if contract.ocsp:
+        fields["iso15118CertificateHashData"] = [
+            {
+                "hashAlgorithm": item.hash_algorithm,
+                "issuerNameHash": item.issuer_name_hash,
+                "issuerKeyHash": item.issuer_key_hash,
+                "serialNumber": item.serial_number,
+                "responderURL": item.responder_url,
+            }
+            for item in contract.ocsp[:4]
+        ]
+    return fields
 
 
 def id_token_info(info: Mapping[str, Any]) -> AuthResult:
@@ -254,12 +275,19 @@ class Ocpp201Authorization:
         endpoint = self._endpoint()
         if endpoint is None:
             raise Unreachable("not connected")
-        request = {"idToken": {"idToken": token.value, "type": str(token.type)}}
+        request: dict[str, Any] = {"idToken": {"idToken": token.value, "type": str(token.type)}}
+        request.update(contract_fields(token.contract))
         try:
             response = await endpoint.call("Authorize", request)
         except (RpcError, CallTimeout, ConnectionLost) as exc:
             raise Unreachable(str(exc)) from exc
-        return id_token_info(response["idTokenInfo"])
+        result = id_token_info(response["idTokenInfo"])
+        certificate = response.get("certificateStatus")
+        if token.contract is not None and result.accepted and certificate != "Accepted":
+            # C07.FR.?: no charging on a contract the CSMS could not validate.
+            log.warning("Plug & Charge contract refused: certificateStatus %s", certificate)
+            return AuthResult(AuthStatus.INVALID)
+        return result
 
     def remember(self, id_token: Mapping[str, Any], info: Mapping[str, Any]) -> AuthResult:
         """Cache (C10) and return the verdict of an IdTokenInfo the CSMS sent for a token."""

@@ -2,9 +2,10 @@
 
 Responsible for: folding the core's connector status (OCPP 1.6's richer set) into
 2.0.1's ConnectorStatusEnumType, the AvailabilityState of an EVSE and of the station,
-the stop reasons (ReasonEnumType), the boot reasons, the device model variables the
-core's Policy mirrors, and the catalogue of the station as built. Every translation is
-a table or a small pure function here, so the adapter reads as behaviour.
+the stop reasons (ReasonEnumType), the boot reasons, the reservation answers and
+updates, the device model variables the core's Policy mirrors, and the catalogue of the
+station as built. Every translation is a table or a small pure function here, so the
+adapter reads as behaviour.
 
 Must not: send anything, hold state, or import the RPC layer or websockets.
 """
@@ -14,8 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
+from agent.core.events import ReservationEnd
 from agent.core.policy import Policy
 from agent.core.ports import StopReason, TxPoint
+from agent.core.reservations import ReserveResult
 from agent.core.station import Station
 from agent.core.status import ConnectorStatus
 from agent.ocpp.v201.metering import NOMINAL_VOLTAGE_V
@@ -67,6 +70,23 @@ STOP_REASONS: dict[StopReason, str] = {
     StopReason.OTHER: "Other",
 }
 
+#: ReserveNowStatusEnumType for each answer of the core (H01).
+RESERVE_RESULTS: dict[ReserveResult, str] = {
+    ReserveResult.ACCEPTED: "Accepted",
+    ReserveResult.FAULTED: "Faulted",
+    ReserveResult.OCCUPIED: "Occupied",
+    ReserveResult.REJECTED: "Rejected",
+    ReserveResult.UNAVAILABLE: "Unavailable",
+}
+
+#: ReservationUpdateStatusEnumType for the ends the CSMS is told of: expiry (H04) and
+#: removal with a Faulted or Unavailable EVSE (H01). A used reservation is told by the
+#: TransactionEvent carrying its id, a cancelled one by the CancelReservation answer.
+RESERVATION_UPDATES: dict[ReservationEnd, str] = {
+    ReservationEnd.EXPIRED: "Expired",
+    ReservationEnd.REMOVED: "Removed",
+}
+
 #: BootReasonEnumType: why the station sends a BootNotificationRequest.
 BOOT_REASONS: frozenset[str] = frozenset(
     {
@@ -90,15 +110,21 @@ WEBSOCKET_PING_INTERVAL = "OCPPCommCtrlr/WebSocketPingInterval"
 OFFLINE_THRESHOLD = "OCPPCommCtrlr/OfflineThreshold"
 
 
-def connector_status(status: ConnectorStatus, *, ev_connected: bool = True) -> str:
+def connector_status(
+    status: ConnectorStatus, *, ev_connected: bool = True, reserved: bool = False
+) -> str:
     """The 2.0.1 ConnectorStatus for a derived status.
 
     The core says Preparing also when a driver was authorized before plugging in; no
     cable is in the connector then, so 2.0.1 still calls it Available (G01: Occupied
-    is "a cable plugged in or otherwise in use").
+    is "a cable plugged in or otherwise in use"). A car plugged into a Reserved EVSE
+    before any matching token leaves it Reserved (G01.FR.09, H03 scenario 2).
     """
-    if status == ConnectorStatus.PREPARING and not ev_connected:
-        return AVAILABLE
+    if status == ConnectorStatus.PREPARING:
+        if not ev_connected:
+            return AVAILABLE
+        if reserved:
+            return RESERVED
     return CONNECTOR_STATUS[status]
 
 
@@ -183,8 +209,8 @@ def apply_policy(policy: Policy, value: Callable[[str], str]) -> None:
 
 
 def station_catalogue(station: Station, *, vendor_name: str, model: str) -> list[VariableDef]:
-    """The device model catalogue of `station` as built: its EVSEs, connectors, phases
-    and power. Raises ValueError for a connector type 2.0.1 does not know."""
+    """The device model catalogue of `station` as built: its EVSEs, connectors, phases,
+    power and phase switching. Raises ValueError for a connector type 2.0.1 does not know."""
     evses = []
     powers: dict[int, float] = {}
     phases = 1
@@ -200,4 +226,5 @@ def station_catalogue(station: Station, *, vendor_name: str, model: str) -> list
         model=model,
         supply_phases=phases,
         evse_max_power_w=powers,
+        phase_switching=any(e.board.capabilities.can_switch_phases for e in station.evses.values()),
     )

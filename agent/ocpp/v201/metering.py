@@ -99,9 +99,16 @@ def wire_time(at: datetime) -> str:
 
 
 def _readings(
-    sample: MeterSample, measurand: str, offered_current_a: float, phases: int
+    sample: MeterSample,
+    measurand: str,
+    offered_current_a: float,
+    phases: int,
+    offered_phases: int,
 ) -> list[tuple[float, str | None]]:
-    """(value, phase) pairs one measurand yields for a sample; empty if the sample lacks it."""
+    """(value, phase) pairs one measurand yields for a sample; empty if the sample lacks it.
+
+    Power.Offered is the offered current on the phases the supply is switched to
+    (`offered_phases`), per-phase values are for the EVSE's `phases`."""
     if measurand == ENERGY_IMPORT:
         return [(sample.energy_import_wh, None)]
     if measurand == ENERGY_EXPORT:
@@ -109,7 +116,7 @@ def _readings(
     if measurand == POWER_IMPORT:
         return [(sample.power_w, None)]
     if measurand == POWER_OFFERED:
-        return [(offered_current_a * NOMINAL_VOLTAGE_V * phases, None)]
+        return [(offered_current_a * NOMINAL_VOLTAGE_V * offered_phases, None)]
     if measurand == CURRENT_OFFERED:
         return [(offered_current_a, None)]
     if measurand == CURRENT_IMPORT:
@@ -129,11 +136,18 @@ def _number(value: float) -> float:
 
 
 def sampled_values(
-    payload: Mapping[str, Any], measurands: Iterable[str], context: str, *, phases: int = 3
+    payload: Mapping[str, Any],
+    measurands: Iterable[str],
+    context: str,
+    *,
+    phases: int = 3,
+    offered_phases: int | None = None,
 ) -> list[dict[str, Any]]:
     """SampledValueType entries for the requested measurands of one journal sample payload.
 
-    Entries follow the order of `measurands` (a repeated name counts once). Raises
+    Entries follow the order of `measurands` (a repeated name counts once). The phases
+    power is offered on are the payload's "offered_phases" if it recorded them, else
+    `offered_phases`, else `phases`. Raises
     ValueError for a context outside ReadingContextEnumType or phases outside 1..3, and
     KeyError/ValueError for a payload that sample_payload() did not write.
     """
@@ -143,9 +157,10 @@ def sampled_values(
         raise ValueError(f"phases must be 1 to 3, not {phases}")
     sample = sample_from_payload(payload)
     offered_current_a = float(payload.get("offered_current_a") or 0.0)
+    offered_on = int(payload.get("offered_phases") or offered_phases or phases)
     values: list[dict[str, Any]] = []
     for measurand in dict.fromkeys(measurands):
-        for value, phase in _readings(sample, measurand, offered_current_a, phases):
+        for value, phase in _readings(sample, measurand, offered_current_a, phases, offered_on):
             if not math.isfinite(value):
                 continue
             entry: dict[str, Any] = {
@@ -167,6 +182,7 @@ def meter_value(
     context: str | None = None,
     *,
     phases: int = 3,
+    offered_phases: int | None = None,
 ) -> dict[str, Any] | None:
     """One MeterValueType from a journal sample payload, or None if nothing applies.
 
@@ -179,7 +195,9 @@ def meter_value(
         return None
     if context is None:
         context = READING_CONTEXT[SampleContext(payload["context"])]
-    values = sampled_values(payload, measurands, context, phases=phases)
+    values = sampled_values(
+        payload, measurands, context, phases=phases, offered_phases=offered_phases
+    )
     if not values:
         return None
     return {"timestamp": wire_time(datetime.fromisoformat(payload["at"])), "sampledValue": values}
@@ -192,6 +210,7 @@ def meter_values_request(
     context: str | None = None,
     *,
     phases: int = 3,
+    offered_phases: int | None = None,
 ) -> dict[str, Any] | None:
     """A MeterValuesRequest (J01 clock-aligned, J02 triggered) for one EVSE, or None if empty.
 
@@ -202,7 +221,10 @@ def meter_values_request(
     if evse_id < 0:
         raise ValueError(f"evse_id must be 0 or more, not {evse_id}")
     wanted = tuple(measurands)
-    items = [meter_value(payload, wanted, context, phases=phases) for payload in payloads]
+    items = [
+        meter_value(payload, wanted, context, phases=phases, offered_phases=offered_phases)
+        for payload in payloads
+    ]
     present = [item for item in items if item is not None]
     if not present:
         return None

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from agent.core.events import IdToken, MeterValuesSampled, sample_payload
 from agent.core.ports import OutboxEntry, SampleContext, StopReason, TxEventKind, TxRecord
@@ -107,6 +107,22 @@ def charging_state(status: str, ev_connected: bool) -> str:
     return "EVConnected" if ev_connected else "Idle"
 
 
+class RemoteStartProfiles(Protocol):
+    """K05: the TxProfile of a RequestStartTransaction (agent/ocpp/v201/smart_charging.py)."""
+
+    def check_remote_start(
+        self, wire: Mapping[str, Any], evse_id: int | None
+    ) -> dict[str, Any] | None:
+        """None if the profile may be used, else the Rejected answer to the request."""
+        ...
+
+    def hold_remote_start(
+        self, wire: Mapping[str, Any], evse_id: int | None, token: str, running: TxRecord | None
+    ) -> None:
+        """Apply the profile of an accepted remote start (to `running` if it runs)."""
+        ...
+
+
 def _id_token(value: str, token_type: str | None) -> dict[str, Any]:
     return {"idToken": value, "type": token_type or TokenType.ISO14443.value}
 
@@ -136,6 +152,8 @@ class Ocpp201Transactions:
             prefix = secrets.token_hex(4)
             store.set_setting(TX_ID_PREFIX_SETTING, prefix)
         self._prefix = f"{prefix}-"
+        #: Checks and applies a remote start's chargingProfile (None: it is ignored).
+        self.start_profiles: RemoteStartProfiles | None = None
 
     def handlers(self) -> dict[str, Handler]:
         """The CALLs answered here, by action."""
@@ -235,6 +253,8 @@ class Ocpp201Transactions:
             event["triggerReason"] = TRIGGER_REASONS.get(data.get("trigger", ""), "Trigger")
             if data.get("id_token"):
                 event["idToken"] = _id_token(data["id_token"], data.get("token_type"))
+            if data.get("reservation_id") is not None:  # a token after the start used it
+                event["reservationId"] = int(data["reservation_id"])
             context = data.get("context")
             path = ALIGNED_MEASURANDS if context == SampleContext.CLOCK else TX_UPDATED_MEASURANDS
             meter_values = self._values(data, path, tx.evse_id)
@@ -258,9 +278,19 @@ class Ocpp201Transactions:
         evse = self.station.evses.get(evse_id)
         return max(c.phases for c in evse.connectors) if evse is not None else 3
 
+    def _offered_phases(self, evse_id: int) -> int | None:
+        """The phases the EVSE's supply is switched to (Power.Offered is on these)."""
+        evse = self.station.evses.get(evse_id)
+        return evse.active_phases if evse is not None else None
+
     def _values(self, sample: Mapping[str, Any], path: str, evse_id: int) -> list[dict[str, Any]]:
         measurands = self.model.list_value(path)
-        value = metering.meter_value(sample, measurands, phases=self._phases(evse_id))
+        value = metering.meter_value(
+            sample,
+            measurands,
+            phases=self._phases(evse_id),
+            offered_phases=self._offered_phases(evse_id),
+        )
         return [] if value is None else [value]
 
     def _ended_values(self, tx: TxRecord) -> list[dict[str, Any]]:
@@ -287,8 +317,11 @@ class Ocpp201Transactions:
         evse_id = payload.get("evseId")
         if evse_id is not None and evse_id not in self.station.evses:
             return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
-        if "chargingProfile" in payload:
-            log.info("RequestStartTransaction carries a charging profile: not applied yet")
+        profile = payload.get("chargingProfile")
+        if profile is not None and self.start_profiles is not None:
+            refusal = self.start_profiles.check_remote_start(profile, evse_id)  # K05
+            if refusal is not None:
+                return refusal
         waiting = None
         if evse_id is not None:
             evse = self.station.evses[evse_id]
@@ -300,6 +333,8 @@ class Ocpp201Transactions:
             authorize=self.auth.authorize_remote_start,
             remote_start_id=int(payload["remoteStartId"]),
         )
+        if accepted and profile is not None and self.start_profiles is not None:
+            self.start_profiles.hold_remote_start(profile, evse_id, token.value, waiting)
         answer: dict[str, Any] = {"status": "Accepted" if accepted else "Rejected"}
         if accepted and waiting is not None:
             answer["transactionId"] = self.transaction_id(waiting.local_id)
@@ -380,6 +415,7 @@ class Ocpp201Transactions:
             [sample],
             self.model.list_value(ALIGNED_MEASURANDS),
             phases=self._phases(event.evse_id),
+            offered_phases=self._offered_phases(event.evse_id),
         )
         if request is None:
             return

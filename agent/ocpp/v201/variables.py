@@ -166,6 +166,7 @@ DEFAULT_EVSE_MAX_POWER_W = 22080.0  # 3 phases x 230 V x 32 A
 REPORTING_VALUE_SIZE = 2500  # GetVariableResult.attributeValue / VariableAttribute.value maxLength
 CONFIGURATION_VALUE_SIZE = 1000  # SetVariableData.attributeValue maxLength
 ITEMS_PER_MESSAGE = 64
+MAX_CHARGING_PROFILES = 64  # SmartChargingCtrlr.Entries(ChargingProfiles) maxLimit
 BYTES_PER_MESSAGE = 65536
 
 
@@ -484,10 +485,9 @@ def _clock() -> list[VariableDef]:
 
 
 def _later_features() -> list[VariableDef]:
-    """LocalAuthListCtrlr, ReservationCtrlr, SmartChargingCtrlr (the last two acted on later)."""
+    """LocalAuthListCtrlr and ReservationCtrlr."""
     local = ComponentKey("LocalAuthListCtrlr")
     reservation = ComponentKey("ReservationCtrlr")
-    smart = ComponentKey("SmartChargingCtrlr")
     return [
         # LocalAuthListCtrlr (acted on by agent/ocpp/v201/auth.py): up to 10,000 tokens,
         # sent 250 at a time (about 200 B for an entry with group and expiry: 64 KiB);
@@ -499,12 +499,39 @@ def _later_features() -> list[VariableDef]:
         _int(local, "BytesPerMessage", BYTES_PER_MESSAGE, unit="B", ro=True, constant=True),
         _int(local, "Storage", 0, unit="B", maximum=10_000 * 160, ro=True, persistent=False),
         _bool(local, "DisablePostAuthorize", False),
+        # ReservationCtrlr (acted on by agent/ocpp/v201/reservations.py): H01.FR.01 refuses
+        # every ReserveNow while not Available and Enabled; H01.FR.18/19 a reservation
+        # without evseId while NonEvseSpecific is false (an installer may set it).
         _bool(reservation, "Available", True, ro=True),
         _bool(reservation, "Enabled", True),
-        _bool(reservation, "NonEvseSpecific", False, ro=True),
+        _bool(reservation, "NonEvseSpecific", True, ro=True),
+    ]
+
+
+def _smart_charging(phase_switching: bool) -> list[VariableDef]:
+    """SmartChargingCtrlr: what profiles this station takes (acted on by
+    agent/ocpp/v201/smart_charging.py and charging_limits.py).
+
+    Entries(ChargingProfiles) is the installed count, live; its maxLimit how many may be
+    installed. ProfileStackLevel, PeriodsPerSchedule and RateUnit bound what
+    SetChargingProfile accepts (an installer may narrow RateUnit to "A" or "W").
+    ExternalControlSignalsEnabled is true and read-only: the core always follows the
+    local energy management. Phases3to1: a board can switch phases during a transaction;
+    ACPhaseSwitchingSupported (choosing the phase, phaseToUse) no board can.
+    """
+    smart = ComponentKey("SmartChargingCtrlr")
+    return [
         _bool(smart, "Available", True, ro=True),
         _bool(smart, "Enabled", True),
-        _int(smart, "Entries", 0, instance="ChargingProfiles", ro=True, persistent=False),
+        _int(
+            smart,
+            "Entries",
+            0,
+            instance="ChargingProfiles",
+            maximum=MAX_CHARGING_PROFILES,
+            ro=True,
+            persistent=False,
+        ),
         VariableDef(
             smart,
             VariableKey("LimitChangeSignificance"),
@@ -518,6 +545,10 @@ def _later_features() -> list[VariableDef]:
         _int(smart, "PeriodsPerSchedule", 24, minimum=1, ro=True, constant=True),
         _int(smart, "ProfileStackLevel", 8, ro=True, constant=True),
         _list(smart, "RateUnit", DataType.MEMBER_LIST, "A,W", ("A", "W"), ro=True),
+        _bool(smart, "ExternalControlSignalsEnabled", True, ro=True),
+        _bool(smart, "NotifyChargingLimitWithSchedules", False),
+        _bool(smart, "Phases3to1", phase_switching, ro=True),
+        _bool(smart, "ACPhaseSwitchingSupported", False, ro=True),
     ]
 
 
@@ -528,8 +559,10 @@ def station_variables(
     model: str = "cpagent",
     supply_phases: int = 3,
     evse_max_power_w: Mapping[int, float] | None = None,
+    phase_switching: bool = False,
 ) -> list[VariableDef]:
-    """The catalogue of a station with `evses` = [(evse_id, [(connector_id, type)])].
+    """The catalogue of a station with `evses` = [(evse_id, [(connector_id, type)])];
+    `phase_switching`: a board can switch between 3 and 1 phases.
 
     Raises ValueError for no EVSE, an EVSE without connectors, a duplicate or
     non-positive id, or a connector type that is not a ConnectorEnumType value.
@@ -567,4 +600,5 @@ def station_variables(
         *_security(),
         *_clock(),
         *_later_features(),
+        *_smart_charging(phase_switching),
     ]
