@@ -6,8 +6,9 @@ with its dotted key path (`evses[1].connectors[0].max_current_a`) and 1-based li
 is parsed with PyYAML's composer so every value keeps its position; scalars are then
 converted one by one, never with a whole-document `yaml.safe_load`. This module holds the
 schema (which keys, which bounds); agent/config_yaml.py holds the generic node reader,
-agent/config_model.py the dataclasses it fills (re-exported here) and
-agent/config_secrets.py the reading of secrets from files and the environment.
+agent/config_model.py the dataclasses it fills (re-exported here),
+agent/config_secrets.py the reading of secrets from files and the environment, and
+agent/config_energy.py the `energy:` section (local energy management).
 
 Secrets (the CSMS basic-auth password, the local API token) come only from a file or an
 environment variable that the YAML names; they are wrapped in `Secret` and never appear
@@ -31,6 +32,7 @@ from urllib.parse import urlsplit
 import yaml
 from yaml.nodes import Node, ScalarNode, SequenceNode
 
+from agent.config_energy import read_energy
 from agent.config_model import (
     ApiConfig,
     BasicAuthConfig,
@@ -39,10 +41,15 @@ from agent.config_model import (
     ConnectorConfig,
     CsmsConfig,
     DriverConfig,
+    EnergyConfig,
     EvDefaults,
     EvseConfig,
     LoggingConfig,
+    OffPeakConfig,
+    OffPeakWindowConfig,
+    PhaseSwitchingConfig,
     Problem,
+    PvConfig,
     ReconnectConfig,
     Secret,
     SimulatorConfig,
@@ -95,10 +102,15 @@ __all__ = [
     "ConnectorConfig",
     "CsmsConfig",
     "DriverConfig",
+    "EnergyConfig",
     "EvDefaults",
     "EvseConfig",
     "LoggingConfig",
+    "OffPeakConfig",
+    "OffPeakWindowConfig",
+    "PhaseSwitchingConfig",
     "Problem",
+    "PvConfig",
     "ReconnectConfig",
     "Secret",
     "SimulatorConfig",
@@ -191,7 +203,7 @@ def _read_config(r: NodeReader, root: Node) -> Config | None:
     top = r.mapping(
         root,
         "",
-        ("station", "csms", "evses", "store", "simulator", "logging", "settings", "api"),
+        ("station", "csms", "evses", "store", "simulator", "logging", "settings", "api", "energy"),
     )
     if not top.line:
         return None
@@ -208,6 +220,7 @@ def _read_config(r: NodeReader, root: Node) -> Config | None:
         logging=_read_logging(r, top),
         settings=_read_settings(r, top, csms.ocpp_versions, evses),
         api=_read_api(r, top),
+        energy=read_energy(r, top, evses),
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -215,6 +216,71 @@ class ApiConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OffPeakWindowConfig:
+    """A cheap window: `start` to `end` local time ("HH:MM"), beginning on each of `days`
+    (0 = Monday); an `end` at or before `start` ends the next day (equal: 24 hours)."""
+
+    days: tuple[int, ...]
+    start: time
+    end: time
+
+
+@dataclass(frozen=True, slots=True)
+class OffPeakConfig:
+    """Charging only in cheap hours (local time in `timezone`, an IANA zone name)."""
+
+    timezone: str
+    windows: tuple[OffPeakWindowConfig, ...]
+    evses: tuple[int, ...] = ()  # empty: every EVSE
+
+
+@dataclass(frozen=True, slots=True)
+class PvConfig:
+    """Charging from the PV surplus measured by the site meter (powers W, times s);
+    None thresholds are derived from the minimum current (agent/core/energy.py)."""
+
+    evses: tuple[int, ...] = ()  # empty: every EVSE
+    min_current: bool = False  # below the surplus, charge at the minimum instead of pausing
+    start_surplus_w: float | None = None
+    stop_surplus_w: float | None = None
+    start_delay_s: float = 60.0
+    stop_delay_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseSwitchingConfig:
+    """1/3-phase switching in PV mode, on boards that can switch (W, s)."""
+
+    three_phases_above_w: float | None = None
+    one_phase_below_w: float | None = None
+    delay_s: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyConfig:
+    """Local energy management (agent/energy.py); all off when the section is absent.
+
+    `site_limit_a`: the grid connection's limit per phase; `site_meter`: the meter at the
+    connection point (a driver, as for an EVSE meter); `meter_fallback_a`: what the EVSEs
+    may draw together per phase while that meter does not answer.
+    """
+
+    control_period_s: float = 5.0
+    site_limit_a: float | None = None
+    site_meter: DriverConfig | None = None
+    meter_fallback_a: float = 6.0
+    off_peak: OffPeakConfig | None = None
+    pv: PvConfig | None = None
+    phase_switching: PhaseSwitchingConfig = field(default_factory=PhaseSwitchingConfig)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any energy management is configured."""
+        parts = (self.site_limit_a, self.site_meter, self.off_peak, self.pv)
+        return any(part is not None for part in parts)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole install configuration; `settings` are initial OCPP configuration values
     (1.6 configuration keys and 2.0.1 device model paths side by side)."""
@@ -227,6 +293,7 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     settings: Mapping[str, str] = field(default_factory=_empty_mapping)
     api: ApiConfig = field(default_factory=ApiConfig)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
     source: Path | None = None
 
     def settings_for(self, ocpp_version: str) -> Mapping[str, str]:

@@ -1,4 +1,5 @@
-"""Building an EVSE's drivers from its config: the simulated plant, or the registry.
+"""Building an EVSE's drivers from its config (the simulated plant, or the registry), and
+the site meter of `energy.site_meter`.
 
 Part of the composition root: the only code besides agent/app.py that picks concrete
 drivers. A `sim` board brings the simulator's plant, which its meter and lock share; a
@@ -9,7 +10,7 @@ starts anything, naming the config key at fault.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,11 +148,25 @@ def _simulated_hardware(config: Config, evse: EvseConfig, store_dir: Path) -> Ev
     from simulator.drivers import SimBoardSupport, SimConnectorLock, SimPowerMeter, SimTokenReader
     from simulator.plant import Plant
 
-    register = store_dir / f"{config.station.id}-evse{evse.id}-register.json"
+    # An in-memory store (fleet mode) keeps nothing across runs: neither does the register.
+    in_memory = str(config.store.path) == ":memory:"
+    register = None if in_memory else store_dir / f"{config.station.id}-evse{evse.id}-register.json"
     plant = Plant(time_scale=config.simulator.time_scale, register_path=register)
+    unknown = sorted(set(evse.board.options) - {"can_switch_phases"})
+    if unknown:
+        raise DriverUnavailable(
+            f"evses[{evse.id - 1}].board.{unknown[0]}: unknown option of the 'sim' board "
+            "(known: can_switch_phases)"
+        )
+    can_switch = evse.board.options.get("can_switch_phases", False)
+    if not isinstance(can_switch, bool):
+        raise DriverUnavailable(
+            f"evses[{evse.id - 1}].board.can_switch_phases: expected true or false"
+        )
     capabilities = BoardCapabilities(
         max_current_a=max(c.max_current_a for c in evse.connectors),
         phases=max(c.phases for c in evse.connectors),
+        can_switch_phases=can_switch,
     )
     return EvseHardware(
         board=SimBoardSupport(plant, capabilities),
@@ -160,3 +175,60 @@ def _simulated_hardware(config: Config, evse: EvseConfig, store_dir: Path) -> Ev
         reader=SimTokenReader() if evse.reader is not None else None,
         plant=plant,
     )
+
+
+def build_site_meter(
+    config: Config, shared: dict[Any, Any], hardware: Mapping[int, EvseHardware]
+) -> PowerMeter | None:
+    """The meter at the grid connection point that `energy.site_meter` names, if any.
+
+    `sim` measures the simulated site (a base load, every simulated EVSE's plant and a
+    PV inverter: options `base_load_a`, a number or [L1, L2, L3], and `pv_w`); any other
+    driver is a PowerMeter from the registry, sharing links with the EVSE meters (one
+    RS-485 bus). Raises DriverUnavailable naming the option at fault.
+    """
+    site = config.energy.site_meter
+    if site is None:
+        return None
+    where = "energy.site_meter"
+    if site.driver == "sim":
+        return _simulated_site_meter(config, site, hardware)
+    context = DriverContext(evse_id=0, max_current_a=0.0, phases=3, shared=shared)
+    try:
+        meter: PowerMeter = registry.factory("meter", site.driver)(site.options, context)
+    except DriverOptionError as exc:
+        raise DriverUnavailable(f"{where}.{exc.key}: {exc.message}") from exc
+    except DriverUnavailable as exc:
+        raise DriverUnavailable(f"{where}.driver: {exc}") from exc
+    return meter
+
+
+def _simulated_site_meter(
+    config: Config, site: DriverConfig, hardware: Mapping[int, EvseHardware]
+) -> PowerMeter:
+    from simulator.drivers import SimSiteMeter, SiteLoad
+
+    where = "energy.site_meter"
+    unknown = sorted(set(site.options) - {"base_load_a", "pv_w"})
+    if unknown:
+        raise DriverUnavailable(
+            f"{where}.{unknown[0]}: unknown option of the 'sim' site meter "
+            "(known: base_load_a, pv_w)"
+        )
+    base = site.options.get("base_load_a", 0.0)
+    if _is_number(base):
+        base = (base, base, base)
+    if not (isinstance(base, tuple) and len(base) == 3 and all(_is_number(b) for b in base)):
+        raise DriverUnavailable(f"{where}.base_load_a: expected a number or [L1, L2, L3] in A")
+    pv_w = site.options.get("pv_w", 0.0)
+    if not _is_number(pv_w) or pv_w < 0:
+        raise DriverUnavailable(f"{where}.pv_w: expected a number >= 0 (W)")
+    plants = [h.plant for h in hardware.values() if h.plant is not None]
+    load = SiteLoad(
+        plants, base_load_a=(float(base[0]), float(base[1]), float(base[2])), pv_w=float(pv_w)
+    )
+    return SimSiteMeter(load, time_scale=config.simulator.time_scale)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

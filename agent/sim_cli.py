@@ -1,7 +1,7 @@
 """`cpagent sim ...`: drive a running agent's simulator from a terminal, over its local API.
 
-Responsible for: the `sim` verbs (status, plug, unplug, tap, pilot, pause, resume, fault,
-clear, network, power, messages, run), each one call of the local control API through
+Responsible for: the `sim` verbs (status, plug, unplug, tap, pilot, pause, resume, boost,
+energy, fault, clear, network, power, messages, run), each one call of the local control API through
 simulator.api_client, printed for people (a compact table, one line per action) or as raw
 JSON (`--json`); `run` plays a scenario file (simulator/scenario.py). Exit codes: 0 ok,
 1 the API answered an error (or a scenario expectation failed), 2 usage or scenario file
@@ -128,6 +128,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     pilot.add_argument("state", choices=("B", "C", "D", "E", "F", "none"), metavar="STATE|none")
     verb("pause", "the EV pauses (pilot goes to B)")
     verb("resume", "the EV asks for energy again")
+    verb("boost", "the driver's boost: off-peak and PV lifted until the EV leaves")
+    verb("energy", "local energy management: site meter, capacity, windows, limits", evse=False)
     codes = [code.value for code in FaultCode]
     fault = verb("fault", "raise a fault on the EVSE's simulated hardware")
     fault.add_argument("code", choices=codes, metavar="CODE", help=", ".join(codes))
@@ -235,6 +237,10 @@ async def _call(client: ApiClient, args: argparse.Namespace) -> dict[str, Any]:
             return await client.pause_ev(args.evse)
         case "resume":
             return await client.resume_ev(args.evse)
+        case "boost":
+            return await client.boost(args.evse)
+        case "energy":
+            return await client.energy()
         case "fault":
             return await client.raise_fault(args.evse, args.code, args.detail)
         case "clear":
@@ -312,7 +318,35 @@ def _human(args: argparse.Namespace, answer: Mapping[str, Any]) -> str:
         return connection_line(answer)
     if args.verb == "power":
         return "power: on" if answer.get("powered") else "power: off"
+    if args.verb == "energy":
+        return energy_lines(answer)
     return evse_line(answer)
+
+
+def energy_lines(energy: Mapping[str, Any]) -> str:
+    """Energy management for people: capacity, site meter, window, then one line per EVSE."""
+    if not energy.get("enabled"):
+        return "energy management: not configured"
+    lines = [
+        f"site limit {_number(energy.get('site_limit_a'))} A, "
+        f"EVSEs may draw {_number(energy.get('capacity_a'))} A per phase"
+    ]
+    meter = energy.get("site_meter")
+    if isinstance(meter, Mapping):
+        state = "answering" if meter.get("answering") else "NOT answering"
+        currents = "/".join(_number(c, 1) for c in meter.get("current_a") or [])
+        lines.append(f"site meter {state}: {currents or '-'} A")
+    window = energy.get("off_peak")
+    if isinstance(window, Mapping):
+        state = "open" if window.get("inside") else "closed"
+        lines.append(f"off-peak window {state} until {window.get('until') or '-'}")
+    boosted = set(energy.get("boosted") or [])
+    for evse_id, limit in (energy.get("limits") or {}).items():
+        mark = ", boosted" if int(evse_id) in boosted else ""
+        lines.append(
+            f"EVSE {evse_id}: {_number(limit.get('current_a'))} A ({limit.get('reason')}){mark}"
+        )
+    return "\n".join(lines)
 
 
 def connection_line(connection: Mapping[str, Any]) -> str:

@@ -245,6 +245,14 @@ class ApiClient:
             body["type"] = token_type
         return await self._object("POST", f"/evses/{evse_id}/tap", body)
 
+    async def boost(self, evse_id: int) -> JsonObject:
+        """POST /evses/{id}/boost: the driver lifts off-peak and PV for this session."""
+        return await self._object("POST", f"/evses/{evse_id}/boost")
+
+    async def energy(self) -> JsonObject:
+        """GET /energy: what local energy management sees and decides."""
+        return await self._object("GET", "/energy")
+
     # -- faults ----------------------------------------------------------------------------
 
     async def raise_fault(self, evse_id: int, code: str, detail: str | None = None) -> JsonObject:

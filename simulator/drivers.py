@@ -2,7 +2,9 @@
 
 Responsible for translating driver commands into changes of the plant and plant changes
 into driver events, exactly as a real board, meter, lock or reader would: the agent runs on
-these unchanged (DESIGN idea 7, "the simulator is a set of drivers plus a car").
+these unchanged (DESIGN idea 7, "the simulator is a set of drivers plus a car"). A site
+meter (`SimSiteMeter` over a `SiteLoad`) measures the grid connection point of a
+simulated site: a base load, every EVSE's plant and a PV inverter.
 
 Like every driver they are dumb and truthful: no IEC 61851 state machine and no OCPP here.
 They must not import the agent.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from drivers.interfaces import BoardEventSink, DriverError, FaultSink, TokenSink
 from drivers.types import (
@@ -26,7 +28,7 @@ from drivers.types import (
     TokenRead,
     TokenType,
 )
-from simulator.plant import PilotMode, Plant
+from simulator.plant import NOMINAL_VOLTAGE_V, PilotMode, Plant
 
 _log = logging.getLogger(__name__)
 
@@ -97,6 +99,21 @@ class SimBoardSupport:
         """Close or open the contactor; feedback arrives as a ContactorEvent."""
         self._plant.set_contactor(closed)
 
+    async def set_phases(self, phases: int) -> None:
+        """Switch the supply to 1 or 3 phases (PhaseSwitchingBoard).
+
+        Raises DriverError when the board cannot switch (capabilities), for a count it does
+        not have, or while the contactor is closed: like a board whose phase relay is
+        interlocked with the contactor, it never switches under load.
+        """
+        if not self._capabilities.can_switch_phases:
+            raise DriverError("this board cannot switch phases")
+        if phases not in (1, 3) or phases > self._capabilities.phases:
+            raise DriverError(f"cannot switch to {phases} phase(s)")
+        if self._plant.contactor_closed:
+            raise DriverError("will not switch phases with the contactor closed")
+        self._plant.set_supply_phases(phases)
+
     def _forward(self, event: BoardEvent) -> None:
         sink = self._sink
         if sink is None:
@@ -136,6 +153,94 @@ class SimPowerMeter:
             # problem, not the agent's, so it is logged rather than raised.
             _log.exception("could not persist the simulated meter register")
         return sample
+
+
+class SiteLoad:
+    """The grid connection point of a simulated site: a base load on each phase, the
+    EVSEs' plants, and a PV inverter feeding in (spread over three phases).
+
+    Currents are signed: negative on a phase that exports. Tests and the simulator change
+    `base_load_a` and `pv_w` while it runs; `plants` may be filled in after the EVSEs are
+    built.
+    """
+
+    def __init__(
+        self,
+        plants: Sequence[Plant] = (),
+        *,
+        base_load_a: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        pv_w: float = 0.0,
+        voltage_v: float = NOMINAL_VOLTAGE_V,
+    ) -> None:
+        self.plants: list[Plant] = list(plants)
+        self.base_load_a = base_load_a
+        self.pv_w = pv_w
+        self.voltage_v = voltage_v
+
+    def evse_currents_a(self) -> tuple[float, float, float]:
+        """What the EVSEs draw together, per phase."""
+        totals = [0.0, 0.0, 0.0]
+        for plant in self.plants:
+            for phase, current in enumerate(plant.current_a):
+                totals[phase] += current
+        return (totals[0], totals[1], totals[2])
+
+    def currents_a(self) -> tuple[float, float, float]:
+        """The current at the connection point per phase (negative: export)."""
+        pv_a = self.pv_w / (3 * self.voltage_v)
+        evses = self.evse_currents_a()
+        l1, l2, l3 = (b + e - pv_a for b, e in zip(self.base_load_a, evses, strict=True))
+        return (l1, l2, l3)
+
+    def power_w(self) -> float:
+        """Active power at the connection point (negative: export)."""
+        return sum(current * self.voltage_v for current in self.currents_a())
+
+
+class SimSiteMeter:
+    """PowerMeter at a simulated site's grid connection point (a `SiteLoad`).
+
+    Currents are signed (negative: export), the registers integrate over `monotonic`
+    seconds scaled by `time_scale`; `failing` makes every read raise DriverError.
+    """
+
+    def __init__(
+        self,
+        site: SiteLoad,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        time_scale: float = 1.0,
+    ) -> None:
+        self.site = site
+        self.failing = False
+        self.reads = 0
+        self._monotonic = monotonic
+        self._time_scale = time_scale
+        self._last_s = monotonic()
+        self._import_wh = 0.0
+        self._export_wh = 0.0
+
+    async def read(self) -> MeterSample:
+        """A reading of the connection point now; raises DriverError while `failing`."""
+        self.reads += 1
+        if self.failing:
+            raise DriverError("site meter does not answer")
+        now_s = self._monotonic()
+        elapsed_s, self._last_s = max(0.0, now_s - self._last_s) * self._time_scale, now_s
+        power_w = self.site.power_w()
+        if power_w >= 0:
+            self._import_wh += power_w * elapsed_s / 3600.0
+        else:
+            self._export_wh -= power_w * elapsed_s / 3600.0
+        voltage = self.site.voltage_v
+        return MeterSample(
+            energy_import_wh=self._import_wh,
+            power_w=power_w,
+            current_a=self.site.currents_a(),
+            voltage_v=(voltage, voltage, voltage),
+            energy_export_wh=self._export_wh,
+            frequency_hz=GRID_FREQUENCY_HZ,
+        )
 
 
 class SimConnectorLock:

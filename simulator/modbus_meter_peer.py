@@ -2,11 +2,11 @@
 
 `ModbusMeterPeer` serves the registers of one `MeterMap` (drivers/meter_maps.py) from a
 small load model: per-phase currents and voltages from a `load` callable (a constant load,
-or a simulated plant's power path), power = V * I * PF, energy integrated over the peer's
-clock at every read. It answers as a meter of that model would: only the addresses of
-the map's table (reads into unknown addresses get "illegal data address"), at most the
-map's `max_read_registers` per request ("illegal data value"), only from the map's
-register table (input or holding).
+a simulated plant's power path, or a whole site's grid connection: `site_load`), power =
+V * I * PF, energy integrated over the peer's clock at every read. It answers as a meter
+of that model would: only the addresses of the map's table (reads into unknown addresses
+get "illegal data address"), at most the map's `max_read_registers` per request ("illegal
+data value"), only from the map's register table (input or holding).
 
 Faults are injected at the wire, where a real meter fails:
 
@@ -56,6 +56,7 @@ from drivers.meter_maps import (
     ReadBlock,
     RegisterKind,
 )
+from simulator.drivers import SiteLoad
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,17 @@ def constant_load(
     """A load that draws the same currents at the same voltages forever."""
     state = Electrical(current_a, voltage_v)
     return lambda: state
+
+
+def site_load(site: SiteLoad, power_factor: float = 1.0) -> Callable[[], Electrical]:
+    """The load at a simulated site's grid connection point (base load + the EVSEs'
+    plants - PV), for a peer that is the site's grid meter; export is a negative current."""
+
+    def now() -> Electrical:
+        voltage = site.voltage_v
+        return Electrical(site.currents_a(), (voltage, voltage, voltage), 50.0, power_factor)
+
+    return now
 
 
 class ModbusMeterPeer:

@@ -2,7 +2,8 @@
 
 Responsible for the physics the sim drivers observe: the pilot line (what the charger
 drives and what the car's S2 switch and diode make of it, IEC 61851-1 Annex A), the
-contactor and its mirror contact, the current the car draws, and an energy register that
+contactor and its mirror contact, the supply's phases (switched between 1 and 3 by a
+board that can), the current the car draws, and an energy register that
 integrates power over (scaled) time and, like a real meter, never goes backwards or loses
 its count across restarts.
 
@@ -18,6 +19,7 @@ means is decided by the agent. It must not import the agent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -133,6 +135,9 @@ class Plant:
         self._forced: PilotState | None = None
         self._faults: dict[FaultCode, str] = {}
         self._sinks: list[BoardEventSink] = []
+        self._watchers: list[Callable[[], None]] = []
+        self._wake: asyncio.Event | None = None  # set while run() waits for a change
+        self._supply_phases = 3
         self._pilot_state = self._physical_pilot_state()
 
     # --- status (read-only) -------------------------------------------------------------
@@ -178,6 +183,11 @@ class Plant:
     def voltage_v(self) -> tuple[float, float, float]:
         """Grid voltage on L1, L2, L3 at the meter."""
         return (self._voltage_v, self._voltage_v, self._voltage_v)
+
+    @property
+    def supply_phases(self) -> int:
+        """The phases the charger's supply is switched to (1 or 3; 3 unless switched)."""
+        return self._supply_phases
 
     @property
     def current_a(self) -> tuple[float, float, float]:
@@ -229,6 +239,17 @@ class Plant:
         if sink in self._sinks:
             self._sinks.remove(sink)
 
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` after every change of the plant and every step (a recorder of
+        the current drawn, say); returns the function that stops it."""
+        self._watchers.append(callback)
+
+        def unwatch() -> None:
+            if callback in self._watchers:
+                self._watchers.remove(callback)
+
+        return unwatch
+
     # --- charger side -------------------------------------------------------------------
 
     def set_pilot(self, mode: PilotMode, duty_percent: float = 0.0) -> None:
@@ -254,6 +275,17 @@ class Plant:
         # The board reports its feedback after every effective command, so a welded
         # contactor answers an open command with closed=True.
         self._emit(ContactorEvent(closed=self.contactor_closed))
+        self._evaluate()
+
+    def set_supply_phases(self, phases: int) -> None:
+        """Switch the supply to `phases` (1 or 3): the car draws on at most that many from
+        now on; raises ValueError for any other count."""
+        if phases not in (1, 3):
+            raise ValueError(f"phases must be 1 or 3, got {phases}")
+        if phases == self._supply_phases:
+            return
+        self._integrate()
+        self._supply_phases = phases
         self._evaluate()
 
     # --- car side -----------------------------------------------------------------------
@@ -334,12 +366,39 @@ class Plant:
         self._evaluate()
 
     async def run(self, tick_s: float = 1.0) -> None:
-        """Call step() every `tick_s` seconds until cancelled; raises ValueError if < 0."""
+        """Call step() until cancelled: every `tick_s` seconds while the car's draw may
+        change by itself (tapering) or a watcher listens; otherwise when a steady draw is
+        due to change, or at once after any change of the plant (nothing else can change
+        while no energy flows). Raises ValueError if `tick_s` < 0."""
         if not (math.isfinite(tick_s) and tick_s >= 0.0):
             raise ValueError(f"tick_s must be >= 0, got {tick_s}")
-        while True:
-            self.step()
-            await asyncio.sleep(tick_s)
+        # Fleet mode: thousands of plants ticking every second cost more CPU than
+        # everything else a charging station does between its meter values.
+        self._wake = wake = asyncio.Event()
+        try:
+            while True:
+                self.step()
+                wake.clear()
+                quiet_s = self._quiet_s()
+                if quiet_s == 0.0:
+                    await asyncio.sleep(tick_s)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(quiet_s):
+                        await wake.wait()
+        finally:
+            self._wake = None
+
+    def _quiet_s(self) -> float | None:
+        """How long (in `monotonic` seconds) nothing changes unless the plant is told to:
+        None while no energy flows, 0 while the car's draw may change any time (tapering)
+        or a watcher listens, else until the steady draw ends."""
+        if self._watchers:
+            return 0.0
+        power_w = self.power_w
+        if power_w <= 0.0:
+            return None
+        return self._steady_span_s(power_w) / self._time_scale
 
     def save_register(self) -> None:
         """Persist the energy register atomically (no-op without a path or a change).
@@ -394,7 +453,7 @@ class Plant:
         current_a = self._flowing_current_a()
         if self._ev is None or current_a <= 0.0:
             return (0.0, 0.0, 0.0)
-        phases = self._ev.phases
+        phases = min(self._ev.phases, self._supply_phases)
         l1, l2, l3 = (current_a if n < phases else 0.0 for n in range(3))
         return (l1, l2, l3)
 
@@ -427,11 +486,19 @@ class Plant:
             remaining_s -= span_s
 
     def _evaluate(self) -> None:
-        """Report the measured pilot state if it changed since the last report."""
+        """Report the measured pilot state if it changed since the last report, then tell
+        the watchers that something may have changed."""
         state = self._physical_pilot_state()
         if state != self._pilot_state:
             self._pilot_state = state
             self._emit(PilotEvent(state))
+        if self._wake is not None:
+            self._wake.set()  # run() recomputes how long nothing changes
+        for callback in list(self._watchers):
+            try:
+                callback()
+            except Exception:
+                _log.exception("plant watcher failed")
 
     def _emit(self, event: BoardEvent) -> None:
         for sink in list(self._sinks):

@@ -4,11 +4,12 @@ Responsible for: the routes of the contract, over whichever agent the runner run
 (read through `runner.agent` on every request, never cached: a Reset or a simulated power
 restore brings a new one); the bearer token; checking request bodies against the
 contract's own schemas; JSON errors that say what was wrong (400, 401, 404, 409, 503) and
-never take the agent down; the OCPP message log and its event stream.
+never take the agent down; the OCPP message log and its event stream; the driver's boost
+and the energy management's state.
 
-Status and the message log are served on every station. EV, token and fault actions act
-on an EVSE's simulated plant, network and power actions on a fully simulated station; on
-real hardware they answer 409.
+Status, the message log, the boost and the energy state are served on every station. EV,
+token and fault actions act on an EVSE's simulated plant, network and power actions on a
+fully simulated station; on real hardware they answer 409.
 
 Must not: hold the agent's internals across requests, start untracked tasks, or block
 the event loop (every action is a quick call into the agent or the simulator).
@@ -29,6 +30,7 @@ from agent.api.contract import BodyError, RequestBodies, load_document
 from agent.api.stream import MessageFeed, serve_stream
 from agent.core.events import IdToken
 from agent.core.tasks import TaskSet
+from agent.energy import BoostRefusedError
 from agent.ocpp.connection import ConnectionState
 from drivers.types import FaultCode, PilotState, TokenType
 
@@ -166,6 +168,8 @@ class ApiServer:
                 post(f"{_EVSE}/ev/pause", self._pause),
                 post(f"{_EVSE}/ev/resume", self._resume),
                 post(f"{_EVSE}/tap", self._tap),
+                post(f"{_EVSE}/boost", self._boost),
+                get(f"{PREFIX}/energy", self._energy, allow_head=False),
                 post(f"{_EVSE}/faults", self._raise_fault),
                 web.delete(f"{_EVSE}/faults/{{code}}", self._clear_fault),
                 post(f"{PREFIX}/network/drop", self._drop),
@@ -369,6 +373,24 @@ class ApiServer:
         if tap is None or not tap(token.value, token.type):
             agent.station.present_token(evse_id, token)
         return await self._evse_after(agent, evse_id)
+
+    # -- energy management -------------------------------------------------------------
+
+    async def _boost(self, request: web.Request) -> web.Response:
+        agent, evse_id = self._target(request)
+        if agent.energy is None:
+            raise ApiError(409, "no energy management is configured (the config's energy:)")
+        try:
+            agent.energy.boost(evse_id)
+        except BoostRefusedError as exc:
+            raise ApiError(409, str(exc)) from None
+        return await self._evse_after(agent, evse_id)
+
+    async def _energy(self, request: web.Request) -> web.Response:
+        agent = self._live_agent()
+        if agent.energy is None:
+            return web.json_response({"enabled": False})
+        return web.json_response({"enabled": True, **agent.energy.status()})
 
     async def _raise_fault(self, request: web.Request) -> web.Response:
         agent, evse_id = self._target(request)

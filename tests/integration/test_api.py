@@ -74,6 +74,14 @@ EXERCISED_BY: dict[str, list[str]] = {
     "getMessages": ["test_message_log_returns_the_last_frames_with_tokens_masked"],
     "streamMessages": ["test_message_stream_yields_new_frames_as_server_sent_events"],
     "getOpenApi": ["test_openapi_document_is_valid_served_and_shipped_identical"],
+    "boost": [
+        "test_energy_api.py::test_boost_lifts_the_off_peak_pause_for_the_session_only",
+        "test_energy_api.py::test_a_station_without_energy_management_says_so",
+    ],
+    "getEnergy": [
+        "test_energy_api.py::test_boost_lifts_the_off_peak_pause_for_the_session_only",
+        "test_energy_api.py::test_a_station_without_energy_management_says_so",
+    ],
 }
 
 #: The operations the running test called (reset before each test).

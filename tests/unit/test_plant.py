@@ -367,6 +367,31 @@ async def test_run_steps_the_plant_until_cancelled() -> None:
     assert plant.energy_import_wh > 0.0
 
 
+async def test_run_wakes_when_a_steady_draw_ends_not_only_at_each_tick() -> None:
+    # Fleet mode (issue 8): run() sleeps while nothing can change by itself. A change
+    # wakes it, and the end of the car's steady draw (its target SoC, below the taper)
+    # is reported then, long before the next 60 s tick.
+    plant = Plant(time_scale=100.0)  # real monotonic time; 16 s of charging = 0.16 s
+    full = asyncio.Event()
+    plant.subscribe(lambda e: full.set() if e == PilotEvent(PilotState.B) else None)
+    runner = asyncio.create_task(plant.run(tick_s=60.0))
+    try:
+        await asyncio.sleep(0)  # run() is waiting: no EV, nothing flows
+        plant.plug_in(
+            SimEv(EvParameters(battery_wh=1000.0, soc_percent=50.0, target_soc_percent=60.0))
+        )
+        plant.set_pilot(PilotMode.PWM, DUTY_32_A)
+        plant.set_contactor(True)
+        assert plant.pilot_state is PilotState.C
+        full.clear()  # plugging in reported B before charging began
+        await asyncio.wait_for(full.wait(), timeout=5.0)
+    finally:
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+    assert plant.ev is not None and plant.ev.soc_percent == pytest.approx(60.0, abs=0.5)
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
