@@ -1,0 +1,429 @@
+"""Bench: outbox replay rate and CPU time per OCPP message, for 1.6 and 2.0.1.
+
+Targets (issue 8):
+- replay: after N queued transaction messages (default 10,000), the agent delivers them at
+  >= 80 % of the one-call-at-a-time ceiling measured in the same run: a bare websockets
+  client sending a frame of the same size, waiting for each answer, to the same null
+  CSMS (bench/_null_csms.py, another process, loopback);
+- CPU per message: the agent's RPC layer (RpcEndpoint.call with every request and
+  response validated against the official schema, and the agent's message log) costs
+  half or less of the `ocpp` library's default path (ChargePoint.call: dataclass, key
+  case conversion, jsonschema validation both ways), for a Heartbeat and for a MeterValues
+  with 10 sampled values. Both run in this process against the same in-process null peer
+  that answers each CALL with a ready CALLRESULT; process CPU time per call.
+
+Replay: the queue is written through the real store (the journal the EVSEs write to):
+N / 100 transactions of 100 entries each (start, 98 meter samples, end), as a station
+that was offline for a long time leaves it. Then the real Agent starts in this process,
+connects to the null CSMS, boots and drains the outbox; the rate is taken at the CSMS
+(time between the first and the N-th transaction message it received). Every message
+is still validated by the agent and every delivery is committed to the store
+(`synchronous=FULL`) before the next entry is sent.
+
+    python bench/throughput.py [--messages 10000] [--calls 3000] [--json out.json]
+
+It prints the figures beside the targets and exits 0 either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import websockets
+import yaml
+from _common import NullCsms, free_port, verdict, write_json
+
+from agent.app import Agent, MessageLog
+from agent.config import parse_config
+from agent.core.events import sample_payload
+from agent.core.ports import SampleContext, StopReason, TxTrigger
+from agent.ocpp.dialects import OCPP16, OCPP201, Dialect
+from agent.ocpp.rpc import Frame, RpcEndpoint
+from agent.store import Store
+from drivers.types import MeterSample, TokenType
+
+REPLAY_TARGET = 0.80  # of the ceiling
+CPU_TARGET = 0.50  # of the ocpp library's default path
+ENTRIES_PER_TX = 100
+WARMUP_CALLS = 300
+CP_ID = "BENCH-REPLAY"
+MEASURANDS = "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage,SoC"
+_TX_ACTIONS = ("StartTransaction", "MeterValues", "StopTransaction", "TransactionEvent")
+
+# --- CPU per message ------------------------------------------------------------------
+
+_READY_REPLIES = {"Heartbeat": '{"currentTime":"2025-01-01T00:00:00Z"}'}
+
+
+class NullPeer:
+    """An in-process CSMS that answers each CALL at once with a ready CALLRESULT."""
+
+    def __init__(self) -> None:
+        self._inbox: asyncio.Queue[str] = asyncio.Queue()
+
+    async def send(self, message: str) -> None:
+        """Take our CALL; queue its answer (no parsing beyond the unique id and action)."""
+        _, unique_id, _, action, _ = message.split('"', 4)
+        self._inbox.put_nowait(f'[3,"{unique_id}",{_READY_REPLIES.get(action, "{}")}]')
+
+    async def recv(self) -> str:
+        """The next answer."""
+        return await self._inbox.get()
+
+
+def _sampled_values_16() -> list[dict[str, Any]]:
+    """Ten 1.6 SampledValues as a three-phase meter reports them."""
+    rows = [
+        ("Energy.Active.Import.Register", None, "Wh", "12345.0"),
+        ("Power.Active.Import", None, "W", "11040.0"),
+        ("Current.Import", "L1", "A", "16.0"),
+        ("Current.Import", "L2", "A", "16.0"),
+        ("Current.Import", "L3", "A", "16.0"),
+        ("Voltage", "L1-N", "V", "230.0"),
+        ("Voltage", "L2-N", "V", "230.0"),
+        ("Voltage", "L3-N", "V", "230.0"),
+        ("Current.Offered", None, "A", "16.0"),
+        ("SoC", None, "Percent", "42"),
+    ]
+    values = []
+    for measurand, phase, unit, value in rows:
+        item = {"value": value, "context": "Sample.Periodic", "format": "Raw"}
+        item |= {"measurand": measurand, "location": "Outlet", "unit": unit}
+        if phase:
+            item["phase"] = phase
+        values.append(item)
+    return values
+
+
+def _sampled_values_201() -> list[dict[str, Any]]:
+    """The same ten values as 2.0.1 SampledValues."""
+    values = []
+    for v16 in _sampled_values_16():
+        item: dict[str, Any] = {"value": float(v16["value"]), "context": "Sample.Periodic"}
+        item |= {"measurand": v16["measurand"], "location": "Outlet"}
+        item["unitOfMeasure"] = {"unit": v16["unit"]}
+        if "phase" in v16:
+            item["phase"] = v16["phase"]
+        values.append(item)
+    return values
+
+
+def _meter_values(dialect: Dialect) -> dict[str, Any]:
+    """A MeterValues request with 10 sampled values, camelCase as on the wire."""
+    stamp = "2025-01-01T00:00:00Z"
+    if dialect is OCPP16:
+        value = {"timestamp": stamp, "sampledValue": _sampled_values_16()}
+        return {"connectorId": 1, "transactionId": 1, "meterValue": [value]}
+    value = {"timestamp": stamp, "sampledValue": _sampled_values_201()}
+    return {"evseId": 1, "meterValue": [value]}
+
+
+def _snake(payload: Any) -> Any:
+    """camelCase keys to snake_case, as a user of the ocpp library writes payloads."""
+    if isinstance(payload, list):
+        return [_snake(item) for item in payload]
+    if not isinstance(payload, dict):
+        return payload
+    out = {}
+    for key, value in payload.items():
+        snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in key)
+        out[snake] = _snake(value)
+    return out
+
+
+async def _per_call_ms(call: Any, calls: int) -> float:
+    """Process CPU ms per `await call()`, after a warm-up."""
+    for _ in range(WARMUP_CALLS):
+        await call()
+    started = time.process_time()
+    for _ in range(calls):
+        await call()
+    return (time.process_time() - started) / calls * 1000
+
+
+async def _library_ms(dialect: Dialect, action: str, calls: int) -> float:
+    """CPU ms per call through the ocpp library's ChargePoint.call (its defaults)."""
+    if dialect is OCPP16:
+        from ocpp.v16 import ChargePoint, call
+    else:
+        from ocpp.v201 import ChargePoint, call  # type: ignore[assignment]
+    logging.getLogger("ocpp").setLevel(logging.WARNING)
+    charge_point = ChargePoint("BENCH", NullPeer())
+    reader = asyncio.create_task(charge_point.start())
+    fields = _snake(_meter_values(dialect)) if action == "MeterValues" else {}
+    request_type = getattr(call, action)
+    try:
+        return await _per_call_ms(
+            lambda: charge_point.call(request_type(**fields), suppress=False), calls
+        )
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+
+
+async def _agent_ms(dialect: Dialect, action: str, calls: int) -> float:
+    """CPU ms per call through the agent's RpcEndpoint and message log, as the agent runs."""
+    logging.getLogger("cpagent.frames").setLevel(logging.WARNING)  # logging.level: WARNING
+    endpoint = RpcEndpoint(NullPeer(), dialect, handlers={}, on_frame=MessageLog())
+    reader = asyncio.create_task(endpoint.serve())
+    payload = _meter_values(dialect) if action == "MeterValues" else {}
+    try:
+        return await _per_call_ms(lambda: endpoint.call(action, payload), calls)
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+
+
+async def _validation_is_on(dialect: Dialect) -> bool:
+    """Whether the agent's endpoint refuses an invalid MeterValues (nothing sent)."""
+    endpoint = RpcEndpoint(NullPeer(), dialect, handlers={})
+    broken = _meter_values(dialect)
+    broken["meterValue"][0]["sampledValue"][0]["context"] = "Sample.Whenever"
+    try:
+        await endpoint.call("MeterValues", broken)
+    except ValueError:
+        return True
+    return False
+
+
+async def cpu_per_message(calls: int) -> dict[str, Any]:
+    """Library vs agent CPU per call, per version and action."""
+    results: dict[str, Any] = {}
+    for dialect in (OCPP16, OCPP201):
+        for action in ("Heartbeat", "MeterValues"):
+            library = await _library_ms(dialect, action, calls)
+            ours = await _agent_ms(dialect, action, calls)
+            results[f"{dialect.version} {action}"] = {
+                "library_ms": library,
+                "agent_ms": ours,
+                "ratio": ours / library,
+                "meets_target": ours <= CPU_TARGET * library,
+            }
+        results[f"{dialect.version} validation on"] = await _validation_is_on(dialect)
+    return results
+
+
+# --- replay ---------------------------------------------------------------------------
+
+
+def _settings(version: str) -> dict[str, Any]:
+    if version == "1.6":
+        return {"MeterValuesSampledData": MEASURANDS, "StopTxnSampledData": ""}
+    return {
+        "SampledDataCtrlr/TxUpdatedMeasurands": MEASURANDS,
+        "SampledDataCtrlr/TxEndedMeasurands": "Energy.Active.Import.Register",
+    }
+
+
+def _config_document(version: str, port: int, store_path: Path) -> dict[str, Any]:
+    return {
+        "station": {"id": CP_ID, "vendor": "bench", "model": "bench"},
+        "csms": {"url": f"ws://127.0.0.1:{port}/ocpp", "ocpp_version": version},
+        "evses": [{}],
+        "store": {"path": str(store_path)},
+        "logging": {"level": "WARNING", "message_log": True},
+        "settings": _settings(version),
+    }
+
+
+def _sample(energy_wh: float) -> MeterSample:
+    """A three-phase meter reading at 16 A."""
+    return MeterSample(
+        energy_wh, 11040.0, (16.0, 16.0, 16.0), (230.0, 231.0, 229.0), soc_percent=42.0
+    )
+
+
+def fill_outbox(store_path: Path, messages: int) -> int:
+    """Journal ended transactions of ENTRIES_PER_TX entries until `messages` are queued;
+    return the number queued."""
+    details = {"offline": True, "status": "Charging", "ev_connected": True}
+    at = datetime(2025, 1, 1, tzinfo=UTC)
+    energy_wh = 0.0
+    queued = 0
+    with Store(store_path, background=False) as store:  # committed before the agent starts
+        while queued < messages:
+            begin = sample_payload(_sample(energy_wh), SampleContext.BEGIN, at, 16.0)
+            tx = store.begin_transaction(
+                evse_id=1,
+                connector_id=1,
+                id_token="BENCH-TOKEN",
+                token_type=TokenType.ISO14443,
+                started_at=at,
+                meter_start_wh=energy_wh,
+                details={**details, "trigger": TxTrigger.AUTHORIZED.value, "sample": dict(begin)},
+            )
+            queued += 1
+            updates = min(ENTRIES_PER_TX - 2, messages - queued - 1)
+            for _ in range(max(0, updates)):
+                at += timedelta(seconds=60)
+                energy_wh += 184.0
+                payload = {
+                    **sample_payload(_sample(energy_wh), SampleContext.PERIODIC, at, 16.0),
+                    **details,
+                    "trigger": TxTrigger.METER_PERIODIC.value,
+                }
+                store.record_meter(
+                    tx.local_id, at=at, energy_wh=energy_wh, payload=payload, enqueue=True
+                )
+                queued += 1
+            at += timedelta(seconds=60)
+            store.end_transaction(
+                tx.local_id,
+                stopped_at=at,
+                meter_stop_wh=energy_wh,
+                reason=StopReason.LOCAL,
+                stop_id_token="BENCH-TOKEN",
+                payload={
+                    **sample_payload(_sample(energy_wh), SampleContext.END, at, 0.0),
+                    **details,
+                },
+            )
+            queued += 1
+            at += timedelta(seconds=600)
+    return queued
+
+
+async def _ceiling(port: int, subprotocol: str, template: str, messages: int) -> None:
+    """One CALL at a time over loopback, a bare websockets client, nothing else."""
+    _, _, rest = template.split('"', 2)  # [2,"<uid>",...]
+    url = f"ws://127.0.0.1:{port}/ocpp/CEILING"
+    async with websockets.connect(url, subprotocols=[subprotocol], max_size=2**22) as ws:  # type: ignore[list-item]
+        for number in range(messages):
+            await ws.send(f'[2,"c{number}"{rest}')
+            await ws.recv()
+
+
+async def _rpc_only(port: int, dialect: Dialect, template: str, messages: int) -> None:
+    """The same message through the agent's RpcEndpoint alone (validation, JSON, message
+    log), one at a time, on a connection opened as the agent opens it: no store, no
+    adapter. Not judged; it splits the gap between the ceiling and the replay."""
+    _, _, action, payload = json.loads(template)
+    url = f"ws://127.0.0.1:{port}/ocpp/RPC-ONLY"
+    async with websockets.connect(url, subprotocols=[dialect.subprotocol], max_size=2**22) as ws:  # type: ignore[list-item]
+        endpoint = RpcEndpoint(ws, dialect, handlers={}, on_frame=MessageLog())
+        reader = asyncio.create_task(endpoint.serve())
+        try:
+            for _ in range(messages):
+                await endpoint.call(action, payload)
+        finally:
+            await ws.close()
+            await reader
+
+
+async def replay(version: str, messages: int) -> dict[str, Any]:
+    """Fill the outbox, start the agent, time the drain; then the ceiling on the same CSMS."""
+    dialect = OCPP16 if version == "1.6" else OCPP201
+    with tempfile.TemporaryDirectory() as tmp:
+        store_path = Path(tmp) / "agent.db"
+        started = time.perf_counter()
+        queued = fill_outbox(store_path, messages)
+        fill_s = time.perf_counter() - started
+        port = free_port()
+        async with NullCsms(port, expect=queued) as csms:
+            agent = Agent(parse_config(yaml.safe_dump(_config_document(version, port, store_path))))
+            templates: list[str] = []
+
+            def keep_template(frame: Frame) -> None:
+                if frame.outgoing and frame.action in _TX_ACTIONS[1:] and not templates:
+                    templates.append(frame.text)
+
+            agent.messages.listeners.append(keep_template)
+            stop = asyncio.Event()
+            task = asyncio.create_task(agent.run(stop))
+            try:
+                boot = await csms.event("boot")
+                first = await csms.event("tx-first")
+                last = await csms.event("tx-last", timeout_s=600)
+                await agent.wait_until(lambda: agent.store.pending_count() == 0, 60)
+            finally:
+                stop.set()
+                await task
+            agent_rate = (queued - 1) / (last.at - first.at)
+            await _ceiling(port, dialect.subprotocol, templates[0], queued)
+            ceiling_first = await csms.event("tx-first")
+            ceiling_last = await csms.event("tx-last")
+            ceiling_rate = (queued - 1) / (ceiling_last.at - ceiling_first.at)
+            await _rpc_only(port, dialect, templates[0], queued)
+            rpc_first = await csms.event("tx-first")
+            rpc_last = await csms.event("tx-last")
+            rpc_rate = (queued - 1) / (rpc_last.at - rpc_first.at)
+    return {
+        "messages": queued,
+        "fill_s": fill_s,
+        "boot_to_first_s": first.at - boot.at,
+        "drain_s": last.at - first.at,
+        "agent_per_s": agent_rate,
+        "ceiling_per_s": ceiling_rate,
+        "rpc_only_per_s": rpc_rate,
+        "ratio": agent_rate / ceiling_rate,
+        "frame_bytes": len(templates[0].encode()),
+        "meets_target": agent_rate >= REPLAY_TARGET * ceiling_rate,
+    }
+
+
+# --- report ---------------------------------------------------------------------------
+
+
+def _print(cpu: dict[str, Any], replays: dict[str, dict[str, Any]]) -> None:
+    print(
+        f"outbox replay (target: >= {REPLAY_TARGET:.0%} of the one-call-at-a-time ceiling "
+        "on loopback, null CSMS)"
+    )
+    print(
+        f"{'version':<8} {'messages':>8} {'agent/s':>9} {'ceiling/s':>10} {'ratio':>7} "
+        f"{'drain s':>8} {'RPC only/s':>11}"
+    )
+    for version, r in replays.items():
+        print(
+            f"{version:<8} {r['messages']:8d} {r['agent_per_s']:9.0f} {r['ceiling_per_s']:10.0f} "
+            f"{r['ratio']:7.0%} {r['drain_s']:8.2f} {r['rpc_only_per_s']:11.0f}  "
+            f"{verdict(r['meets_target'])}"
+        )
+    print(
+        "(RPC only: the same frames through the agent's RpcEndpoint alone, validated both "
+        "ways, without the store and the adapter)"
+    )
+    print()
+    print(
+        f"CPU per message (target: <= {CPU_TARGET:.0%} of the ocpp library's default path, "
+        "schema validation on both ways)"
+    )
+    print(f"{'message':<24} {'library ms':>11} {'agent ms':>9} {'ratio':>7}")
+    for name, r in cpu.items():
+        if isinstance(r, bool):
+            continue
+        print(
+            f"{name:<24} {r['library_ms']:11.3f} {r['agent_ms']:9.3f} {r['ratio']:7.0%}  "
+            f"{verdict(r['meets_target'])}"
+        )
+    for version in ("1.6", "2.0.1"):
+        on = cpu[f"{version} validation on"]
+        print(f"{version}: an invalid MeterValues is {'refused' if on else 'NOT refused'}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=10_000, help="queued messages to replay")
+    parser.add_argument("--calls", type=int, default=3000, help="calls per CPU figure")
+    parser.add_argument("--versions", default="1.6,2.0.1")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    started = time.perf_counter()
+    replays = {v: await replay(v, args.messages) for v in args.versions.split(",")}
+    cpu = await cpu_per_message(args.calls)
+    _print(cpu, replays)
+    print(f"({time.perf_counter() - started:.0f} s)")
+    write_json(args.json, {"replay": replays, "cpu_per_message": cpu})
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
