@@ -35,7 +35,8 @@ from agent.core.evse import ConnectorSpec, Evse
 from agent.core.ports import Clock, StopReason
 from agent.core.station import Station
 from agent.core.tasks import TaskSet
-from agent.hardware import EvseHardware, build_hardware, isolation_to_board
+from agent.energy import EnergyManager
+from agent.hardware import EvseHardware, build_hardware, build_site_meter, isolation_to_board
 from agent.indicators import Feedback
 from agent.ocpp.connection import Backoff, ConnectionState, ConnectionSupervisor, Target
 from agent.ocpp.dialects import OCPP16, OCPP201, Dialect
@@ -45,6 +46,7 @@ from agent.ocpp.v201.adapter import Ocpp201Adapter
 from agent.ocpp.v201.network import InstallProfile, NetworkProfiles
 from agent.store import Store
 from agent.store.auth import AuthCache, LocalAuthList
+from agent.store.profiles import ProfileStore
 from drivers.registry import DriverUnavailable as DriverUnavailable
 from drivers.types import TokenRead
 
@@ -129,7 +131,7 @@ class MessageLog:
 
     def __call__(self, frame: Frame) -> None:
         self.frames.append(frame)
-        if self.log_frames:
+        if self.log_frames and frames_log.isEnabledFor(logging.INFO):
             text = mask_tokens(frame.text) if self.mask else frame.text
             frames_log.info("%s %s", ">>" if frame.outgoing else "<<", text)
         for listener in list(self.listeners):
@@ -154,11 +156,15 @@ class Agent:
         self.hardware: dict[int, EvseHardware] = {
             evse.id: build_hardware(config, evse, store_dir, shared) for evse in config.evses
         }
+        self.site_meter = build_site_meter(config, shared, self.hardware)
         self.store = Store(config.store.path)
         self.messages = MessageLog(
             log_frames=config.logging.message_log, mask=config.logging.mask_id_tokens
         )
-        self.station = Station(clock=self.clock, journal=self.store, settings=self.store)
+        self.profiles = ProfileStore(self.store)
+        self.station = Station(
+            clock=self.clock, journal=self.store, settings=self.store, profiles=self.profiles
+        )
         self.feedback = Feedback(
             {i: h.indicator for i, h in self.hardware.items() if h.indicator is not None},
             self.clock,
@@ -182,6 +188,14 @@ class Agent:
                     **self.station.evse_kwargs(),  # type: ignore[arg-type]
                 )
             )
+        #: Local energy management (site limit, site meter, off-peak, PV), when configured.
+        self.energy = (
+            EnergyManager(
+                config.energy, station=self.station, clock=self.clock, site_meter=self.site_meter
+            )
+            if config.energy.enabled
+            else None
+        )
         self._outcome: asyncio.Future[Outcome] | None = None
         self.ocpp_version = self._choose_version()
         self.network: NetworkProfiles | None = None  # 2.0.1 network connection profiles
@@ -354,16 +368,19 @@ class Agent:
         if tap is None or not tap(id_token):
             from agent.core.events import IdToken
 
-            token = IdToken(id_token)
-            self.feedback.tapped(evse_id, token)
-            self.station.present_token(evse_id, token)
+            self.station.present_token(evse_id, IdToken(id_token))
 
     async def run(self, stop: asyncio.Event | None = None) -> Outcome:
         """Run until `stop` is set or a Reset asks for a restart; leave everything safe."""
         self._outcome = asyncio.get_running_loop().create_future()
         try:
+            # A full disk or a read-only store: reported, retried, charging goes on.
+            self.store.subscribe_health(self._on_store_health)
+            self._tasks.spawn(self.store.retry_forever(self.clock), name="store-retry")
             await self.local_list.purge_stale()  # rows of a list update a crash cut short
             await self.station.start()
+            if self.energy is not None:
+                await self.energy.start()
             await self.feedback.start()
             for evse_id, hardware in self.hardware.items():
                 if hardware.reader is not None:
@@ -400,6 +417,20 @@ class Agent:
         finally:
             await self._close()
 
+    def _on_store_health(self) -> None:
+        """The store started or stopped persisting: a StorageFault for the adapters."""
+        from agent.core.events import StorageFault
+
+        health = self.store.health
+        self.station.emit(
+            StorageFault(
+                active=not health.writable,
+                detail=health.error or "",
+                accepting_new=health.accepting_new,
+                at=self.clock.now(),
+            )
+        )
+
     async def _graceful_stop(self) -> None:
         """On SIGTERM: stop transactions (reason Reboot) and give the outbox a moment."""
         if not self.station.transaction_running():
@@ -429,13 +460,13 @@ class Agent:
         from agent.core.events import IdToken
 
         def sink(read: TokenRead) -> None:
-            token = IdToken(read.id_token, read.token_type)
-            self.feedback.tapped(evse_id, token)  # before the core can answer it
-            self.station.present_token(evse_id, token)
+            self.station.present_token(evse_id, IdToken(read.id_token, read.token_type))
 
         return sink
 
     async def _close(self) -> None:
+        if self.energy is not None:
+            await self.energy.stop()
         await self._tasks.cancel_all()
         await self.feedback.stop()
         await self.adapter.shutdown()
@@ -444,14 +475,14 @@ class Agent:
                 if driver is not None:
                     await driver.stop()
         await self.station.shutdown()  # leaves every board safe: contactor open, pilot +12 V
-        for hardware in self.hardware.values():
-            for driver in hardware.drivers():
-                close = getattr(driver, "close", None)  # links (serial, Modbus, CAN) to release
-                if close is not None:
-                    try:
-                        await close()
-                    except Exception:
-                        log.exception("closing driver %r failed", driver)
+        site_meter: list[Any] = [self.site_meter] if self.site_meter is not None else []
+        for driver in [*site_meter, *(d for h in self.hardware.values() for d in h.drivers())]:
+            close = getattr(driver, "close", None)  # links (serial, Modbus, CAN) to release
+            if close is not None:
+                try:
+                    await close()
+                except Exception:
+                    log.exception("closing driver %r failed", driver)
         self.store.close()
 
 
