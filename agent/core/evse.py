@@ -139,6 +139,9 @@ class Evse(EvseTokens, EvseMetering):
         self.operative = True
         self.pending_operative: bool | None = None  # a Scheduled availability change
         self.reserved = False
+        #: Whether the connector lock confirmed it holds the plug (always, without a lock):
+        #: a transaction's energy waits for it.
+        self.lock_held = lock is None
         self.hardware_max_a = min(
             board.capabilities.max_current_a, max(c.max_current_a for c in connectors)
         )
@@ -271,11 +274,13 @@ class Evse(EvseTokens, EvseMetering):
         """What PWM and contactor should be now.
 
         Power is offered in the charging session once its transaction is journalled
-        (or before, when the transaction is to start with the energy transfer).
+        (or before, when the transaction is to start with the energy transfer) and the
+        connector lock, if there is one, holds the plug.
         """
         phase = self.state
         if phase == SessionPhase.TRANSACTION and (
             (self.tx is None and not offers_before_transaction(self.policy.tx_start_points))
+            or (self.tx is not None and not self.lock_held)  # the plug is not held yet
             or self._energy_capped()
         ):
             phase = SessionPhase.PLUGGED

@@ -48,6 +48,7 @@ class EvseMetering:
     lock: ConnectorLock | None
     metering: MeterReader
     limit_a: float
+    lock_held: bool
     tx: TxRecord | None
     _energy_cap_wh: float | None
     _outputs_dirty: asyncio.Event
@@ -174,11 +175,17 @@ class EvseMetering:
         """Drive the lock; a confirmed movement clears an earlier lock failure."""
         if self.lock is None:
             return True
+        if not locked:
+            self.lock_held = False  # no energy from here on, whatever the lock answers
+            self._outputs_dirty.set()
         try:
             confirmed = await self.lock.set_locked(locked)
         except DriverError:
             log.exception("EVSE %s: lock command failed", self.id)
             return False
+        if locked and confirmed:
+            self.lock_held = True  # the plug is held: energy may flow
+            self._outputs_dirty.set()
         if confirmed and FaultCode.LOCK_FAILURE in self.faults:
             self._set_fault(FaultCode.LOCK_FAILURE, False, source="lock")
             self.publish_status()

@@ -141,8 +141,10 @@ class IndicatorLogic:
         if isinstance(event, StatusChanged):
             was = self.steady
             self._statuses[event.connector_id] = event.status
-            if self.steady == IndicatorState.FAULT and was != IndicatorState.FAULT:
-                self._clear()  # a new fault shows at once
+            if self.steady == IndicatorState.FAULT and (
+                was != IndicatorState.FAULT or event.status == ConnectorStatus.FAULTED
+            ):
+                self._clear()  # a fault reported shows at once, over any answer shown
         elif isinstance(event, PhaseChanged):
             self._on_phase(event.phase, now)
         elif isinstance(event, AuthorizationOutcome):
