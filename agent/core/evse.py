@@ -162,6 +162,7 @@ class Evse(EvseTokens, EvseMetering):
         self._journaled_state: tuple[str, bool] | None = None  # charging state last told
         self._energy_seen = False  # energy_flowing() as the status last saw it
         self._energy_cap_wh: float | None = None  # register beyond which no energy flows
+        self._journaled_limit_a: float | None = None  # the offered limit last journalled
         self.metering = MeterReader(
             meter,
             contactor_closed=lambda: self.commanded.contactor_closed,
@@ -300,6 +301,12 @@ class Evse(EvseTokens, EvseMetering):
         self.limit_a, self._phases_wanted = limit, wanted
         self._outputs_dirty.set()
         self.publish_status()
+        told = self._journaled_limit_a
+        if self.tx is not None and told is not None and _significant(
+            told, limit, self.policy.limit_change_significance_percent
+        ):
+            self._journaled_limit_a = limit
+            self._journal_event(TxTrigger.CHARGING_RATE_CHANGED)
 
     def _stepped(self) -> None:
         if self.on_step is not None:
@@ -645,6 +652,7 @@ class Evse(EvseTokens, EvseMetering):
         self._held = self._conditions
         self._journaled_state = self._charging_state()
         self._stepped()  # the limit of this transaction, before its first PWM
+        self._journaled_limit_a = self.limit_a
         self._outputs_dirty.set()
         self._emit(TxMessageQueued(self.id, self.tx.local_id))
         if self.lock is not None and not await self._drive_lock(True):
@@ -675,6 +683,7 @@ class Evse(EvseTokens, EvseMetering):
             payload=payload,
         )
         self.tx = None
+        self._journaled_limit_a = None
         self._stepped()  # its share goes to the others at once
         self._energy_cap_wh = None
         self._held = frozenset()
@@ -689,3 +698,10 @@ class Evse(EvseTokens, EvseMetering):
 
     def _offered_a(self) -> float:
         return self.limit_a if self.desired_outputs().offering else 0.0
+
+
+def _significant(told: float, now: float, percent: float) -> bool:
+    """Whether the limit moved from `told` to `now` by more than `percent` percent."""
+    if told == 0:
+        return now != 0
+    return abs(now - told) / told * 100 > percent

@@ -21,6 +21,9 @@ class Policy:
     connection_timeout_s: float = 60.0
     sample_interval_s: float = 0.0
     aligned_interval_s: float = 0.0
+    #: A change of the offered limit during a transaction larger than this percentage of
+    #: the last one told is journalled (2.0.1 ChargingRateChanged, LimitChangeSignificance).
+    limit_change_significance_percent: float = 10.0
     #: Tokens of this group may stop any transaction but start none (2.0.1 C16).
     master_pass_group: str | None = None
     #: A transaction starts when one of these holds; OCPP 1.6's rule is PowerPathClosed.

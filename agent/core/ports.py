@@ -71,6 +71,7 @@ class TxTrigger(StrEnum):
     METER_PERIODIC = "meter_periodic"
     METER_CLOCK = "meter_clock"
     TRIGGER = "trigger"
+    CHARGING_RATE_CHANGED = "charging_rate_changed"  # the offered limit moved significantly
 
 
 class SampleContext(StrEnum):

@@ -376,3 +376,28 @@ async def test_e05_refused_token_with_stop_tx_on_invalid_id_false_suspends_energ
     await until(agent, lambda: not agent.hardware[1].plant.contactor_closed)  # type: ignore[union-attr]
     assert agent.station.evses[1].tx is not None
     assert not of_type(csms201, "Ended")
+
+
+async def test_e02_a_significant_change_of_the_offered_limit_is_charging_rate_changed(
+    csms201: Csms, start: Start
+) -> None:
+    """A local limit (an energy manager) cuts the offered current by half during the
+    transaction: an Updated event with triggerReason ChargingRateChanged; a change below
+    LimitChangeSignificance (10 %) sends nothing."""
+    running = await start()
+    running.plug()
+    running.tap("CARD-RATE")
+    await csms201.wait_for(
+        "TransactionEvent", where=lambda e: e["transactionInfo"].get("chargingState") == "Charging"
+    )
+    smart = running.agent.station.smart
+    offered = running.agent.station.evses[1].limit_a
+    smart.set_evse_cap("ems", 1, offered * 0.95)  # within the significance: not told
+    smart.set_evse_cap("ems", 1, offered / 2)
+    changed = await csms201.wait_for(
+        "TransactionEvent", where=lambda e: e["triggerReason"] == "ChargingRateChanged"
+    )
+    assert changed["eventType"] == "Updated"
+    assert running.agent.hardware[1].plant.offered_current_a == pytest.approx(offered / 2, abs=0.5)
+    rate_events = [e for e in events(csms201) if e["triggerReason"] == "ChargingRateChanged"]
+    assert len(rate_events) == 1

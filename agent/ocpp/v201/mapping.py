@@ -206,6 +206,9 @@ def apply_policy(policy: Policy, value: Callable[[str], str]) -> None:
     policy.sample_interval_s = float(value("SampledDataCtrlr/TxUpdatedInterval")) if sampled else 0
     aligned = value("AlignedDataCtrlr/Enabled") == "true"
     policy.aligned_interval_s = float(value("AlignedDataCtrlr/Interval")) if aligned else 0.0
+    policy.limit_change_significance_percent = float(
+        value("SmartChargingCtrlr/LimitChangeSignificance")
+    )
 
 
 def station_catalogue(station: Station, *, vendor_name: str, model: str) -> list[VariableDef]:

@@ -52,6 +52,7 @@ TRIGGER_REASONS: dict[str, str] = {
     "meter_periodic": "MeterValuePeriodic",
     "meter_clock": "MeterValueClock",
     "trigger": "Trigger",
+    "charging_rate_changed": "ChargingRateChanged",
 }
 
 #: The triggerReason of the Ended event for each stop reason (E05-E07, E13).
