@@ -17,8 +17,8 @@ from ocpp.exceptions import OCPPError
 
 from agent.core.ports import StopReason
 from agent.ocpp.v201 import mapping
-from agent.ocpp.v201.adapter import NOTIFY_REPORT_FRAME_BYTES
 from agent.ocpp.v201.device_model import wire_size
+from agent.ocpp.v201.device_requests import NOTIFY_REPORT_FRAME_BYTES
 from agent.ocpp.v201.reports import base_report
 from simulator.csms import Csms, CsmsBehaviour
 from tests.integration.conftest import CP_ID

@@ -50,23 +50,11 @@ from agent.ocpp.v201.auth import Ocpp201Authorization
 from agent.ocpp.v201.charging_profiles import Ocpp201SmartCharging
 from agent.ocpp.v201.device_model import (
     DeviceModel,
-    RequestLimitExceeded,
     SetStatus,
-    get_variables,
     parse_path,
-    set_variables,
-    wire_size,
     wire_time,
 )
-from agent.ocpp.v201.reports import (
-    ReportData,
-    base_report,
-    check_get_report_request,
-    custom_report,
-    notify_report_limits,
-    report_status,
-    split_notify_report,
-)
+from agent.ocpp.v201.device_requests import DeviceModelRequests
 from agent.ocpp.v201.reservations import Ocpp201Reservations
 from agent.ocpp.v201.storage_events import StorageEvents
 from agent.ocpp.v201.transactions import Ocpp201Transactions
@@ -88,8 +76,6 @@ ACCEPTED, PENDING, REJECTED = "Accepted", "Pending", "Rejected"
 PENDING_ACTIONS = frozenset(
     {"GetVariables", "SetVariables", "GetBaseReport", "GetReport", "TriggerMessage", "Reset"}
 )
-#: Bytes the CALL frame adds around a NotifyReport payload (the unique id is a uuid4).
-NOTIFY_REPORT_FRAME_BYTES = wire_size([2, "0" * 36, "NotifyReport", {}]) - wire_size({})
 
 _HEARTBEAT = parse_path(mapping.HEARTBEAT_INTERVAL)
 _TRIGGERED_BOOT = ("TriggerMessage", "BootNotification")
@@ -163,9 +149,14 @@ class Ocpp201Adapter:
         self._heartbeat_changed = asyncio.Event()
         self._station_changed = asyncio.Event()  # any station event (an OnIdle reset waits)
         self._progress = asyncio.Event()  # set at every online change and outbox delivery
-        self._report_lock = asyncio.Lock()  # one report's NotifyReports at a time, in order
         self._reset_task: asyncio.Task[Any] | None = None
         self._tasks = TaskSet("ocpp201")
+        self.device_requests = DeviceModelRequests(
+            model=self.model,
+            clock=clock,
+            endpoint=lambda: self._endpoint,
+            spawn_call=self._spawn_call,
+        )
         self.transactions = Ocpp201Transactions(
             station=station,
             store=store,
@@ -217,13 +208,10 @@ class Ocpp201Adapter:
         table: dict[str, Handler] = {
             "ChangeAvailability": self._on_change_availability,
             "DataTransfer": self._on_data_transfer,
-            "GetBaseReport": self._on_get_base_report,
-            "GetReport": self._on_get_report,
-            "GetVariables": self._on_get_variables,
             "Reset": self._on_reset,
-            "SetVariables": self._on_set_variables,
             "TriggerMessage": self._on_trigger_message,
         }
+        table.update(self.device_requests.handlers())
         table.update(self.auth.handlers())
         table.update(self.transactions.handlers())
         table.update(self.reservations.handlers())
@@ -482,81 +470,6 @@ class Ocpp201Adapter:
                 self.model.update(component, variable, value)
         except (KeyError, ValueError):
             log.exception("cannot show EVSE %s availability in the device model", evse_id)
-
-    # -- device model (B05-B08) ---------------------------------------------------------
-
-    async def _on_get_variables(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """B06; a request above the DeviceDataCtrlr limits is the CALLERROR it names."""
-        try:
-            return get_variables(self.model, payload)
-        except RequestLimitExceeded as exc:
-            raise RpcError(exc.code, exc.description) from exc
-
-    async def _on_set_variables(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """B05: each value validated by the device model, applied only when Accepted."""
-        try:
-            return set_variables(self.model, payload)
-        except RequestLimitExceeded as exc:
-            raise RpcError(exc.code, exc.description) from exc
-
-    async def _on_get_base_report(self, payload: dict[str, Any]) -> dict[str, Any] | AfterReply:
-        """B07: answer, then send the NotifyReports."""
-        try:
-            items = base_report(self.model, payload["reportBase"])
-        except ValueError:
-            return {"status": "NotSupported"}
-        return self._report(int(payload["requestId"]), items)
-
-    async def _on_get_report(self, payload: dict[str, Any]) -> dict[str, Any] | AfterReply:
-        """B08: answer (EmptyResultSet when nothing matches, B08.FR.15), then report."""
-        try:
-            check_get_report_request(self.model, payload)
-        except RequestLimitExceeded as exc:
-            raise RpcError(exc.code, exc.description) from exc
-        try:
-            items = custom_report(
-                self.model,
-                payload.get("componentCriteria", ()),
-                payload.get("componentVariable", ()),
-            )
-        except ValueError:
-            return {"status": "NotSupported"}
-        if not items:
-            return {"status": report_status(items)}
-        return self._report(int(payload["requestId"]), items)
-
-    def _report(self, request_id: int, items: list[ReportData]) -> dict[str, Any] | AfterReply:
-        """Accepted, with the NotifyReports (requestId echoed) sent once that is on the wire."""
-        max_items, max_bytes = notify_report_limits(self.model)
-        try:
-            payloads = split_notify_report(
-                request_id,
-                items,
-                items_per_message=max_items,
-                bytes_per_message=max_bytes,
-                generated_at=self.clock.now(),
-                overhead_bytes=NOTIFY_REPORT_FRAME_BYTES,
-            )
-        except ValueError as exc:
-            log.warning("report %s cannot be sent: %s", request_id, exc)
-            return _refusal("Rejected", "TooLargeElement")
-        endpoint = self._endpoint
-        if endpoint is None:
-            return {"status": "Rejected"}
-
-        def send() -> None:
-            self._spawn_call(self._send_report(endpoint, payloads), name=f"report-{request_id}")
-
-        return AfterReply({"status": "Accepted"}, send)
-
-    async def _send_report(self, endpoint: RpcEndpoint, payloads: list[dict[str, Any]]) -> None:
-        """Each NotifyReport after the previous one's answer; a failure ends the report."""
-        request_id = payloads[0]["requestId"]
-        async with self._report_lock:
-            for payload in payloads:
-                if await self._send(endpoint, "NotifyReport", payload) is None:
-                    log.warning("report %s stopped at seqNo %s", request_id, payload["seqNo"])
-                    return
 
     # -- availability (G03/G04) and reset (B11/B12) -----------------------------------
 
