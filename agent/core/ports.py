@@ -211,6 +211,10 @@ class TransactionJournal(Protocol):
         """Transactions that have begun and not yet ended, oldest first."""
         ...
 
+    def last_entry_at(self, tx_local_id: int) -> datetime | None:
+        """The time of the transaction's latest journal entry (any kind), or None."""
+        ...
+
     @property
     def accepting_new_transactions(self) -> bool:
         """Whether `begin_transaction` would accept a transaction now (False while the

@@ -164,14 +164,19 @@ class Station:
         """Close transactions a power cut left open (reason power loss); return how many.
 
         The stop meter value is the last register the journal persisted, the stop time
-        the moment it was read: the last moment the agent knew the transaction running.
+        the moment it was read or the transaction's last journalled event, whichever is
+        later: the last moment the agent knew the transaction running.
         """
         count = 0
         for tx in self.journal.open_transactions():
             log.warning("closing transaction %s interrupted by power loss", tx.local_id)
+            # Never before an event the CSMS may already have (a state change journalled
+            # after the last meter reading).
+            last_entry = self.journal.last_entry_at(tx.local_id)
+            stopped_at = max(tx.last_meter_at, last_entry or tx.last_meter_at)
             self.journal.end_transaction(
                 tx.local_id,
-                stopped_at=tx.last_meter_at,
+                stopped_at=stopped_at,
                 meter_stop_wh=tx.last_meter_wh,
                 reason=StopReason.POWER_LOSS,
                 stop_id_token=None,

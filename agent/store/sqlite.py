@@ -299,6 +299,21 @@ class Store(Database):
             raise ValueError(f"transaction {local_id} has already ended")
         return tx
 
+    def last_entry_at(self, tx_local_id: int) -> datetime | None:
+        """The time of the transaction's latest journal entry (any kind), or None."""
+        times = [p.entry.created_at for p in self._pending_entries(tx_local_id).values()]
+        row = (
+            self._live()
+            .execute(
+                "SELECT created_at FROM outbox WHERE tx_local_id = ? ORDER BY seq DESC LIMIT 1",
+                (tx_local_id,),
+            )
+            .fetchone()
+        )
+        if row is not None:
+            times.append(from_text(row[0]))
+        return max(times, default=None)
+
     def open_transactions(self) -> list[TxRecord]:
         """Transactions that have begun and not yet ended, oldest first."""
         conn = self._live()
