@@ -77,3 +77,28 @@ def test_footprint_bench_reads_the_agent_and_the_floor(tmp_path: Path) -> None:
     rows = figures["1.6"]
     assert rows["floor (ocpp library alone)"]["rss_mb"] > 0
     assert rows["idle"]["rss_mb"] > rows["floor (ocpp library alone)"]["rss_mb"] / 2
+
+
+def test_energy_day_bench_keeps_the_site_limit_and_the_window_over_two_hours(
+    tmp_path: Path,
+) -> None:
+    figures = _run(
+        "energy_day.py", "--hours", "2", "--png", str(tmp_path / "png"), tmp_path=tmp_path
+    )
+    scenarios = figures["scenarios"]
+    assert set(scenarios) == {"A", "B"}
+    for scenario in scenarios.values():
+        assert set(scenario["evses"]) == {"1", "2"}
+        adherence = scenario["adherence"]
+        assert adherence["samples"] == 2 * 3600 / adherence["control_period_s"]
+        assert adherence["longest_above_s"] <= adherence["control_period_s"]
+        assert all(target["met"] for target in scenario["targets"].values())
+        if figures["matplotlib"]:
+            assert Path(scenario["png"]).stat().st_size > 0
+    off_peak = scenarios["A"]
+    # 17:00-19:00: the boosted car charges, the other waits for the 22:00 window.
+    assert off_peak["evses"]["2"]["boosted_kwh"] > 5
+    assert off_peak["evses"]["1"]["energy_kwh"] == 0
+    assert off_peak["all"]["outside_window_unboosted_kwh"] == 0
+    # 07:00-09:00: the home car charges from the surplus from 07:30.
+    assert scenarios["B"]["evses"]["1"]["from_pv_kwh"] > 1
