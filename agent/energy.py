@@ -38,7 +38,6 @@ builds the site meter).
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,12 +91,6 @@ class SiteReading:
     power_w: float
 
 
-class _PhaseCaps(Protocol):
-    def set_evse_cap(
-        self, source: str, evse_id: int, current_a: float | None, phases: int | None = None
-    ) -> None: ...
-
-
 class _QuantityMeter(Protocol):
     async def read_quantities(self) -> dict[Quantity, float]: ...
 
@@ -139,16 +132,12 @@ class EnergyManager:
         self._off_peak_evses: tuple[int, ...] = (
             (off_peak.evses or tuple(station.evses)) if off_peak is not None else ()
         )
-        # Phase requests need the smart-charging loop to take them (set_evse_cap with
-        # `phases`); until it does, PV mode regulates the current on the phases as they are.
-        takes_phases = "phases" in inspect.signature(self.smart.set_evse_cap).parameters
-        self._phase_caps = cast(_PhaseCaps, self.smart) if takes_phases else None
         self._regulators: dict[int, PvRegulator] = {}
         pv = config.pv
         if pv is not None:
             for evse_id in pv.evses or tuple(station.evses):
                 evse = station.evses[evse_id]
-                can_switch = evse.board.capabilities.can_switch_phases and takes_phases
+                can_switch = evse.board.capabilities.can_switch_phases
                 self._regulators[evse_id] = PvRegulator(
                     self._pv_settings(), max_phases=evse.max_phases, can_switch=can_switch
                 )
@@ -364,10 +353,7 @@ class EnergyManager:
         self._set_pv_cap(evse_id, decision.current_a, phases)
 
     def _set_pv_cap(self, evse_id: int, current_a: float | None, phases: int | None) -> None:
-        if self._phase_caps is not None:
-            self._phase_caps.set_evse_cap(PV, evse_id, current_a, phases=phases)
-        else:
-            self.smart.set_evse_cap(PV, evse_id, current_a)
+        self.smart.set_evse_cap(PV, evse_id, current_a, phases=phases)
 
     # -- status ------------------------------------------------------------------------
 
