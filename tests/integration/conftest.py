@@ -17,7 +17,7 @@ import yaml
 
 from agent.app import Agent, run_agent
 from agent.config import Config, parse_config
-from simulator.csms import Csms
+from simulator.csms import Csms, CsmsBehaviour
 from simulator.ev import EvParameters, SimEv
 
 CP_ID = "CP-TEST-1"
@@ -157,3 +157,32 @@ async def station(csms: Csms, station_factory: Callable[..., Any]) -> AsyncItera
 async def until(agent: Agent, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
     """Await a condition on the agent's state (re-checked whenever the agent changes)."""
     await agent.wait_until(predicate, timeout_s)
+
+
+# -- OCPP 2.0.1 (shared by the test_v201_* files; a file may define its own) ----------------
+
+
+@pytest.fixture
+async def csms201() -> AsyncIterator[Csms]:
+    """The test CSMS offering only OCPP 2.0.1."""
+    async with Csms(CsmsBehaviour(), subprotocols=("ocpp2.0.1",)) as server:
+        yield server
+
+
+@pytest.fixture
+async def start(csms201: Csms, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """Start 2.0.1 stations (kwargs as v201_station.start_station's), each waited for
+    until Available and stopped after the test."""
+    from tests.integration.v201_station import RunningStation201, is_status, start_station
+
+    started: list[RunningStation201] = []
+
+    async def factory(**kwargs: Any) -> RunningStation201:
+        running = await start_station(csms201, tmp_path, **kwargs)
+        started.append(running)
+        await csms201.wait_for("StatusNotification", where=is_status("Available"))
+        return running
+
+    yield factory
+    for running in started:
+        await running.stop()

@@ -13,14 +13,12 @@ limits are set on the core's smart-charging loop as the energy management does.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from simulator.csms import Csms, CsmsBehaviour
+from simulator.csms import Csms
 from tests.integration.v201_profiles import (
     FAST_METER,
     Start,
@@ -33,39 +31,12 @@ from tests.integration.v201_profiles import (
     set_profile,
 )
 from tests.integration.v201_station import (
-    RunningStation201,
     get_values,
-    is_status,
     set_values,
-    start_station,
     start_transaction,
     value_of,
     variable,
 )
-
-
-@pytest.fixture
-async def csms201() -> AsyncIterator[Csms]:
-    """The test CSMS offering only OCPP 2.0.1."""
-    async with Csms(CsmsBehaviour(), subprotocols=("ocpp2.0.1",)) as server:
-        yield server
-
-
-@pytest.fixture
-async def start(csms201: Csms, tmp_path: Path) -> AsyncIterator[Start]:
-    """Start 2.0.1 stations; kwargs as start_station's (settings by device model path)."""
-    started: list[RunningStation201] = []
-
-    async def factory(**kwargs: Any) -> RunningStation201:
-        running = await start_station(csms201, tmp_path, **kwargs)
-        started.append(running)
-        await csms201.wait_for("StatusNotification", where=is_status("Available"))
-        return running
-
-    yield factory
-    for running in started:
-        await running.stop()
-
 
 # -- K08 GetCompositeSchedule -----------------------------------------------------------------
 

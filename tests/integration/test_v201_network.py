@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from simulator.csms import Csms, CsmsBehaviour
+from simulator.csms import Csms
 from tests.integration.conftest import CP_ID
 from tests.integration.v201_station import (
     RunningStation201,
@@ -44,13 +44,6 @@ async def set_profile(csms: Csms, slot: int, data: dict[str, Any]) -> dict[str, 
     return await csms.call(
         CP, "SetNetworkProfile", {"configurationSlot": slot, "connectionData": data}
     )
-
-
-@pytest.fixture
-async def csms201() -> AsyncIterator[Csms]:
-    """The test CSMS offering only OCPP 2.0.1."""
-    async with Csms(CsmsBehaviour(), subprotocols=("ocpp2.0.1",)) as server:
-        yield server
 
 
 @pytest.fixture

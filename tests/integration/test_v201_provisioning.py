@@ -20,7 +20,7 @@ from agent.ocpp.v201 import mapping
 from agent.ocpp.v201.device_model import wire_size
 from agent.ocpp.v201.device_requests import NOTIFY_REPORT_FRAME_BYTES
 from agent.ocpp.v201.reports import base_report
-from simulator.csms import Csms, CsmsBehaviour
+from simulator.csms import Csms
 from tests.integration.conftest import CP_ID
 from tests.integration.v201_station import (
     RunningStation201,
@@ -37,13 +37,6 @@ from tests.integration.v201_station import (
 CP = CP_ID
 Start = Callable[..., Awaitable[RunningStation201]]
 CUSTOM_DATA = {"vendorId": "org.cpagent.test", "note": "ignored"}
-
-
-@pytest.fixture
-async def csms201() -> AsyncIterator[Csms]:
-    """The test CSMS offering only OCPP 2.0.1."""
-    async with Csms(CsmsBehaviour(), subprotocols=("ocpp2.0.1",)) as server:
-        yield server
 
 
 @pytest.fixture

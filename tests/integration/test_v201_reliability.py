@@ -15,7 +15,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,34 +24,11 @@ import yaml
 
 from simulator.csms import Csms, CsmsBehaviour, Received
 from tests.integration.conftest import CP_ID, until
-from tests.integration.v201_station import RunningStation201, is_status, start_station
+from tests.integration.v201_station import RunningStation201, is_status
 
 CP = CP_ID
 Start = Callable[..., Awaitable[RunningStation201]]
 ENERGY = "Energy.Active.Import.Register"
-
-
-@pytest.fixture
-async def csms201() -> AsyncIterator[Csms]:
-    """The test CSMS offering only OCPP 2.0.1."""
-    async with Csms(CsmsBehaviour(), subprotocols=("ocpp2.0.1",)) as server:
-        yield server
-
-
-@pytest.fixture
-async def start(csms201: Csms, tmp_path: Path) -> AsyncIterator[Start]:
-    """Start 2.0.1 stations (kwargs as start_station's), each stopped after the test."""
-    started: list[RunningStation201] = []
-
-    async def factory(**kwargs: Any) -> RunningStation201:
-        running = await start_station(csms201, tmp_path, **kwargs)
-        started.append(running)
-        await csms201.wait_for("StatusNotification", where=is_status("Available"))
-        return running
-
-    yield factory
-    for running in started:
-        await running.stop()
 
 
 # -- the ledger: what the CSMS answered --------------------------------------------------

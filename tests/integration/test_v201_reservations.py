@@ -38,13 +38,6 @@ DRIVER = {"idToken": "DRIVER", "type": "ISO14443"}
 
 
 @pytest.fixture
-async def csms201() -> AsyncIterator[Csms]:
-    """The test CSMS offering only OCPP 2.0.1."""
-    async with Csms(CsmsBehaviour(), subprotocols=("ocpp2.0.1",)) as server:
-        yield server
-
-
-@pytest.fixture
 async def start(csms201: Csms, tmp_path: Path) -> AsyncIterator[Start]:
     """Start 2.0.1 stations; `types` gives each EVSE's connector type (default one
     cType2 EVSE), `settings` device model install values. Returns once every connector

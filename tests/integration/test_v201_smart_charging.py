@@ -17,7 +17,6 @@ station's own meter values, never slept for.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import pytest
 from ocpp.exceptions import OCPPError
 
 from agent.core.iec61851 import duty_percent_for_current
-from simulator.csms import Csms, CsmsBehaviour
+from simulator.csms import Csms
 from tests.integration.v201_profiles import (
     CP,
     FAST_METER,
@@ -48,35 +47,10 @@ from tests.integration.v201_station import (
     is_status,
     make_config_201,
     set_values,
-    start_station,
     start_transaction,
     value_of,
     variable,
 )
-
-
-@pytest.fixture
-async def csms201() -> AsyncIterator[Csms]:
-    """The test CSMS offering only OCPP 2.0.1."""
-    async with Csms(CsmsBehaviour(), subprotocols=("ocpp2.0.1",)) as server:
-        yield server
-
-
-@pytest.fixture
-async def start(csms201: Csms, tmp_path: Path) -> AsyncIterator[Start]:
-    """Start 2.0.1 stations; kwargs as start_station's (settings by device model path)."""
-    started: list[RunningStation201] = []
-
-    async def factory(**kwargs: Any) -> RunningStation201:
-        running = await start_station(csms201, tmp_path, **kwargs)
-        started.append(running)
-        await csms201.wait_for("StatusNotification", where=is_status("Available"))
-        return running
-
-    yield factory
-    for running in started:
-        await running.stop()
-
 
 # -- K01 SetChargingProfile, K09 GetChargingProfiles ----------------------------------------
 

@@ -8,8 +8,7 @@ triggerReason, chargingState, idToken, transaction id and meter values. Names ca
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -17,33 +16,10 @@ import pytest
 from agent.core.events import IdToken
 from simulator.csms import Csms, CsmsBehaviour
 from tests.integration.conftest import CP_ID, until
-from tests.integration.v201_station import RunningStation201, is_status, start_station
+from tests.integration.v201_station import RunningStation201
 
 CP = CP_ID
 Start = Callable[..., Awaitable[RunningStation201]]
-
-
-@pytest.fixture
-async def csms201() -> AsyncIterator[Csms]:
-    """The test CSMS offering only OCPP 2.0.1."""
-    async with Csms(CsmsBehaviour(), subprotocols=("ocpp2.0.1",)) as server:
-        yield server
-
-
-@pytest.fixture
-async def start(csms201: Csms, tmp_path: Path) -> AsyncIterator[Start]:
-    """Start 2.0.1 stations; kwargs as start_station's (settings by device model path)."""
-    started: list[RunningStation201] = []
-
-    async def factory(**kwargs: Any) -> RunningStation201:
-        running = await start_station(csms201, tmp_path, **kwargs)
-        started.append(running)
-        await csms201.wait_for("StatusNotification", where=is_status("Available"))
-        return running
-
-    yield factory
-    for running in started:
-        await running.stop()
 
 
 def events(csms: Csms) -> list[dict[str, Any]]:
