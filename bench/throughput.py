@@ -17,8 +17,8 @@ N / 100 transactions of 100 entries each (start, 98 meter samples, end), as a st
 that was offline for a long time leaves it. Then the real Agent starts in this process,
 connects to the null CSMS, boots and drains the outbox; the rate is taken at the CSMS
 (time between the first and the N-th transaction message it received). Every message
-is still validated by the agent and every delivery is committed to the store
-(`synchronous=FULL`) before the next entry is sent.
+is still validated by the agent and every delivery is marked in the store (committed
+with `synchronous=FULL`, several marks per fsync, within 50 ms: agent/store/writer.py).
 
     python bench/throughput.py [--messages 10000] [--calls 3000] [--json out.json]
 

@@ -4,8 +4,20 @@ Entries come from the store in sequence order; the version adapter turns each in
 CALL and records what the answer means (the CSMS transaction id, for one). An entry is
 marked delivered only after its CALLRESULT arrived, so a disconnect, a restart or a
 kill -9 leaves it pending and it is sent again on the next connection. The store commits
-in the background and hands out only durable entries, so the sender also wakes on its
-commits: nothing reaches the CSMS that a power cut could take back.
+in the background and hands out only durable entries, so the sender, when it has nothing
+to send, also wakes on its commits: nothing reaches the CSMS that a power cut could take
+back.
+
+The delivery mark itself is committed in the background too (with the next writes that
+share its fsync): the next entry goes out without waiting for it. A kill -9 or a power
+cut between a CALLRESULT and the commit of its mark leaves that entry pending, and it is
+sent again after the restart: at-least-once, as OCPP's retry rules already imply (1.6
+section 4.7 resends an unanswered transaction message, so a CSMS must tolerate a
+repeat; 2.0.1 E13, whose seqNo lets the CSMS spot it). A mark is never written for an
+entry whose CALLRESULT did not arrive.
+
+The sender asks the store for the entry after the one it settled last, so the store can
+hand out entries it read ahead in one query (agent/store/readahead.py).
 
 A CALLERROR, an invalid response or a timeout counts as a failed attempt: the entry is
 retried after attempt x retry interval, and given up (kept, marked dropped) after the
@@ -86,18 +98,12 @@ class OutboxSender:
 
     async def run(self) -> None:
         """Deliver pending entries until the connection is lost (returns then)."""
-        unsubscribe = self._store.subscribe_durable(self.wake)
-        try:
-            await self._drain()
-        finally:
-            unsubscribe()
-
-    async def _drain(self) -> None:
+        after = 0  # the seq of the entry settled last: the next one is above it
         while True:
             self._wake.clear()
-            entry = self._store.next_pending()
+            entry = self._store.next_pending(after)
             if entry is None:
-                await self._wake.wait()
+                await self._wait_for_entries(after)
                 continue
             try:
                 await self._deliver(entry)
@@ -106,14 +112,31 @@ class OutboxSender:
             except ConnectionLost:
                 return
             except (RpcError, CallTimeout) as exc:
-                await self._failed(entry, exc)
+                if await self._failed(entry, exc):
+                    after = entry.seq
                 continue
             self._store.mark_delivered(entry.seq)
+            after = entry.seq
             self.delivered += 1
             if self._on_settled is not None:
                 self._on_settled(entry, True)
 
-    async def _failed(self, entry: OutboxEntry, exc: Exception) -> None:
+    async def _wait_for_entries(self, after: int) -> None:
+        """Return once an entry may be pending after `after` (a commit, or `wake`).
+
+        The store's commit notifications are subscribed only while waiting: during a
+        replay each delivery mark commits, and a wake-up per commit would cost the event
+        loop a cycle per message for nothing.
+        """
+        unsubscribe = self._store.subscribe_durable(self.wake)
+        try:
+            if self._store.next_pending(after) is None:  # nothing committed meanwhile
+                await self._wake.wait()
+        finally:
+            unsubscribe()
+
+    async def _failed(self, entry: OutboxEntry, exc: Exception) -> bool:
+        """Count a failed attempt; give the entry up (True) or wait to retry it (False)."""
         attempts = self._store.note_attempt(entry.seq)
         if attempts >= self._attempts():
             log.error(
@@ -126,7 +149,7 @@ class OutboxSender:
             self._store.mark_dropped(entry.seq, str(exc))
             if self._on_settled is not None:
                 self._on_settled(entry, False)
-            return
+            return True
         delay = self._retry_interval_s() * attempts
         log.warning(
             "outbox: entry %s (%s) failed (%s); attempt %d, retry in %.0fs",
@@ -137,3 +160,4 @@ class OutboxSender:
             delay,
         )
         await self._clock.sleep(delay)
+        return False

@@ -6,8 +6,12 @@ date, and run every journal, outbox and settings write through one `JournalWrite
 (writer.py): on a writer thread for files, so the event loop never waits for an fsync,
 or on the caller's thread (`background=False`, `:memory:`). What is queued shows to
 readers through the overlay (overlay.py) until it has committed. The owner's connection
-serves reads and the sibling stores' own writes (`writing()`, which takes the same lock
-as the writer, so the two never wait on SQLite's busy handler). Settings live here too.
+serves reads. The sibling stores (agent/store/auth*.py, profiles.py) write their own
+tables through the writer's connection off the loop, one transaction per call, and hear
+whether it committed (`run_write`, `start_write`; `write_soon` for writes nobody waits
+for), or, for rare writes whose caller cannot wait, on the owner's connection
+(`writing()`); both take the writer's lock, so no write waits on SQLite's busy handler.
+Settings live here too.
 
 A write the disk refuses (full, read-only, I/O error) stays queued, in order, and
 `health` says so; `retry_now`/`retry_forever` write it once the disk accepts writes.
@@ -18,11 +22,13 @@ methods from more than one thread (the writer thread is internal).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import replace
 from types import TracebackType
@@ -37,10 +43,22 @@ from agent.store.writer import (
     JournalWriter,
     StoreHealth,
     WriteOp,
+    describe,
 )
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+
+
+def _refused(done: Future[None], what: str, on_refused: Callable[[], None] | None) -> None:
+    """Log why a `write_soon` write was refused and tell its owner (on the thread that
+    ran it)."""
+    exc = None if done.cancelled() else done.exception()
+    if exc is None:
+        return
+    _log.warning("store: %s not written (%s)", what, describe(exc))
+    if on_refused is not None:
+        on_refused()
 
 
 def statement(sql: str, params: tuple[Any, ...]) -> Callable[[sqlite3.Connection], None]:
@@ -75,7 +93,11 @@ class Database:
         in_memory = os.fspath(path) == ":memory:"
         threaded = background and not in_memory
         # isolation_level=None: no implicit transactions; BEGIN/COMMIT are explicit.
-        self._conn = sqlite3.connect(path, isolation_level=None)
+        # In memory (tests, fleet mode): a smaller statement cache. Each cached statement
+        # holds about 4.5 KiB, the hot path uses fewer than 24, and a fleet holds thousands
+        # of stores (bench/README.md, "Scale").
+        cached = 24 if in_memory else 128
+        self._conn = sqlite3.connect(path, isolation_level=None, cached_statements=cached)
         self._wconn = self._conn
         self._closed = False
         self._db_lock = threading.RLock()  # held by whoever writes to the file
@@ -137,8 +159,9 @@ class Database:
     @contextmanager
     def writing(self) -> Iterator[sqlite3.Connection]:
         """Run the block as one SQLite write transaction on the owner's connection,
-        committed before returning (sibling stores write through this). It waits for a
-        batch the writer thread is committing; failures raise sqlite3.Error."""
+        committed (with an fsync) before returning, on the caller's thread. It waits for a
+        batch the writer thread is committing; failures raise sqlite3.Error. For rare
+        writes whose caller cannot wait (charging profiles); the others use `run_write`."""
         conn = self._live()
         with self._db_lock:
             conn.execute("BEGIN IMMEDIATE")
@@ -149,6 +172,48 @@ class Database:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+    async def run_write(
+        self, action: Callable[[sqlite3.Connection], _T], *, durable: bool = True
+    ) -> _T:
+        """Run `action` as one write transaction off the event loop (on the writer thread;
+        at once when inline) and return its result.
+
+        The owner's connection reads the result as soon as this returns. `durable=False`
+        skips the fsync (writer.py, `call`). Raises what `action` raises, sqlite3.Error
+        when the database refuses the write (full, read-only, I/O), ProgrammingError
+        once closed. Cancelling the caller cancels the call if it has not started.
+        """
+        future = self.start_write(action, durable=durable)
+        if future.done():
+            return future.result()
+        return await asyncio.wrap_future(future)
+
+    def start_write(
+        self, action: Callable[[sqlite3.Connection], _T], *, durable: bool = True
+    ) -> Future[_T]:
+        """Queue `action` as `run_write` does and return its future (done already when
+        inline); raises ProgrammingError once closed."""
+        self._live()
+        return self._writer.call(action, durable=durable)
+
+    def write_soon(
+        self,
+        action: Callable[[sqlite3.Connection], None],
+        *,
+        what: str,
+        on_refused: Callable[[], None] | None = None,
+    ) -> None:
+        """Queue `action` as one write transaction without an fsync (writer.py, `call`)
+        and return at once. If the database refuses it, it is logged (`what` names it)
+        and `on_refused` is called, on the thread that ran it (keep it to a flag).
+
+        For writes whose loss costs little and must never fail their caller (the
+        authorization cache on the tap path). Raises ProgrammingError once closed.
+        """
+        self._live()
+        future = self._writer.call(action, durable=False)
+        future.add_done_callback(lambda done: _refused(done, what, on_refused))
 
     def _live(self) -> sqlite3.Connection:
         """The owner's connection; raise sqlite3.ProgrammingError once closed."""
@@ -217,6 +282,7 @@ class Database:
         keys: tuple[Hashable, ...],
         *,
         fold: bool = False,
+        lazy: bool = False,
         tx: TxRecord | None = None,
         entry: PendingEntry | None = None,
         setting: tuple[str, str] | None = None,
@@ -233,7 +299,7 @@ class Database:
                 overlay.settings[setting[0]] = (setting[1], index)
 
         self._live()
-        self._writer.submit(WriteOp(apply, keys, fold), record)
+        self._writer.submit(WriteOp(apply, keys, fold, lazy), record)
 
     # -- settings ----------------------------------------------------------------------
 

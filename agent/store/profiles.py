@@ -24,7 +24,14 @@ Responsibilities:
 
 A profile is stored as JSON (its whole model) beside the columns the queries filter on.
 Every method is one small transaction on the Store's connection from the event-loop
-thread.
+thread (`Store.writing`: profiles change rarely, and their callers cannot wait).
+
+A store that refuses writes (a full disk, a read-only store, an I/O error): `install`
+raises ProfileNotStoredError (a ProfileRejectedError: the CSMS hears Rejected, 2.0.1
+reasonCode OutOfStorage) and nothing is installed; a removal is done in memory (the
+profiles no longer show to any reader) and written at the next write that succeeds, so
+a full disk never turns ClearChargingProfile or the smart-charging loop's clean-up into
+an error. A restart before then brings those profiles back (logged).
 
 This module must not: know an OCPP version's wire names (the adapters map
 `ProfileRejectedError.reason` to Rejected and an empty `clear` result to Unknown), compute
@@ -34,6 +41,7 @@ limits (agent/core/composite.py does), or read a clock (callers pass `now`).
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -53,14 +61,18 @@ from agent.core.profiles import (
     validate_profile,
 )
 from agent.store.sqlite import Store
+from agent.store.writer import describe
 
 __all__ = [
     "ConflictRule",
+    "ProfileNotStoredError",
     "ProfileRejectedError",
     "ProfileStore",
     "decode_profile",
     "encode_profile",
 ]
+
+_log = logging.getLogger(__name__)
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US: Final = timedelta(microseconds=1)
@@ -96,6 +108,16 @@ class ProfileRejectedError(Exception):
         """Carry `reason` (and a human-readable `detail` for the log)."""
         super().__init__(f"{reason}: {detail}" if detail else str(reason))
         self.reason = reason
+
+
+class ProfileNotStoredError(ProfileRejectedError):
+    """The store refused to write the profile (a full disk, a read-only store, an I/O
+    error); nothing was installed. Its reason is TOO_MANY_PROFILES: there is no room for
+    one more (2.0.1 answers OutOfStorage, 1.6 Rejected)."""
+
+    def __init__(self, detail: str) -> None:
+        """Carry a human-readable `detail` (the store's error) for the log."""
+        super().__init__(RejectReason.TOO_MANY_PROFILES, detail)
 
 
 # -- encoding ----------------------------------------------------------------------------
@@ -188,12 +210,19 @@ class ProfileStore:
     """The installed charging profiles (durable; survive restarts)."""
 
     def __init__(self, store: Store) -> None:
-        """Use `store`'s database, creating this module's tables if missing."""
+        """Use `store`'s database, creating this module's tables if missing (a store that
+        refuses writes is logged: the tables of an earlier start are still read)."""
         self._store = store
         self._conn = store.connection
-        with store.writing() as conn:
-            for statement in _SCHEMA:
-                conn.execute(statement)
+        #: Profiles removed while the store refused the delete: hidden from every reader,
+        #: deleted by the next write that succeeds.
+        self._doomed: set[int] = set()
+        try:
+            with store.writing() as conn:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+        except sqlite3.OperationalError as exc:
+            _log.error("charging profile table not created: %s", describe(exc))
 
     # -- install --------------------------------------------------------------------------
 
@@ -209,13 +238,30 @@ class ProfileStore:
 
         Raises ProfileRejectedError if the profile is invalid (see validate_profile, which
         gets `limits` and `active_transactions`), conflicts with an installed one under
-        `conflicts`, or would exceed `limits.max_installed`; nothing is changed then.
+        `conflicts`, or would exceed `limits.max_installed`, and ProfileNotStoredError if
+        the store refuses the write; nothing is changed then.
         """
         reason = validate_profile(profile, limits, active_transactions=active_transactions)
         if reason is not None:
             raise ProfileRejectedError(reason, f"profile {profile.profile_id}")
         body = encode_profile(profile)
+        try:
+            replaced = self._install(profile, body, limits, conflicts)
+        except sqlite3.Error as exc:
+            _log.error("profile %s not stored: %s", profile.profile_id, describe(exc))
+            raise ProfileNotStoredError(
+                f"profile {profile.profile_id} not stored: {describe(exc)}"
+            ) from exc
+        self._doomed.clear()  # deleted in the same transaction
+        return replaced
+
+    def _install(
+        self, profile: ChargingProfile, body: str, limits: ProfileLimits, conflicts: ConflictRule
+    ) -> tuple[int, ...]:
+        """Check and write `profile` (encoded as `body`) in one transaction; raise
+        ProfileRejectedError (a conflict, too many) or sqlite3.Error (the store refused)."""
         with self._store.writing() as conn:
+            self._delete_doomed(conn)
             if conflicts is ConflictRule.REPLACE:
                 replaced = self._replaced_by(conn, profile)
             else:
@@ -310,10 +356,12 @@ class ProfileStore:
 
     def count(self) -> int:
         """How many profiles are installed."""
-        return self._count(self._conn)
+        return self._count(self._conn) - len(self._doomed)
 
     def get(self, profile_id: int) -> ChargingProfile | None:
         """The installed profile with id `profile_id`, or None."""
+        if profile_id in self._doomed:
+            return None
         row = self._conn.execute(
             "SELECT body FROM charging_profiles WHERE profile_id = ?", (profile_id,)
         ).fetchone()
@@ -333,9 +381,9 @@ class ProfileStore:
         """
         where, params = self._criteria(profile_ids, evse_id, purpose, stack_level)
         rows = self._conn.execute(
-            f"SELECT body FROM charging_profiles{where} ORDER BY profile_id", params
+            f"SELECT profile_id, body FROM charging_profiles{where} ORDER BY profile_id", params
         ).fetchall()
-        return [decode_profile(row[0]) for row in rows]
+        return [decode_profile(body) for profile_id, body in rows if profile_id not in self._doomed]
 
     @staticmethod
     def _criteria(
@@ -392,11 +440,37 @@ class ProfileStore:
         )
 
     def _delete_where(self, where: str, params: Iterable[object]) -> list[int]:
-        """Delete the rows selected by `where` in one transaction; return their ids."""
+        """Delete the rows selected by `where` in one transaction; return their ids.
+
+        If the store refuses, they are removed in memory (module docstring)."""
         values = list(params)
-        with self._store.writing() as conn:
-            rows = conn.execute(
-                f"SELECT profile_id FROM charging_profiles{where} ORDER BY profile_id", values
-            ).fetchall()
-            conn.execute(f"DELETE FROM charging_profiles{where}", values)
-        return [int(row[0]) for row in rows]
+        rows = self._conn.execute(
+            f"SELECT profile_id FROM charging_profiles{where} ORDER BY profile_id", values
+        ).fetchall()
+        ids = [int(row[0]) for row in rows if int(row[0]) not in self._doomed]
+        if not ids and not self._doomed:
+            return []  # nothing to write (the smart-charging loop asks often)
+        try:
+            with self._store.writing() as conn:
+                self._delete_doomed(conn)
+                conn.execute(f"DELETE FROM charging_profiles{where}", values)
+        except sqlite3.Error as exc:
+            if ids:
+                _log.error(
+                    "profiles %s removed in memory only, the store refused (%s): a restart"
+                    " before the next successful write brings them back",
+                    ids,
+                    describe(exc),
+                )
+            self._doomed.update(ids)
+            return ids
+        self._doomed.clear()
+        return ids
+
+    def _delete_doomed(self, conn: sqlite3.Connection) -> None:
+        """Delete the profiles removed in memory only (inside the caller's transaction)."""
+        if self._doomed:
+            conn.executemany(
+                "DELETE FROM charging_profiles WHERE profile_id = ?",
+                [(profile_id,) for profile_id in sorted(self._doomed)],
+            )

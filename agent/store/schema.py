@@ -19,6 +19,11 @@ from typing import Any, Final
 from agent.core.ports import OutboxEntry, StopReason, TxEventKind, TxRecord
 from drivers.types import TokenType
 
+try:
+    import orjson
+except ImportError:  # pragma: no cover - orjson is a dependency; the stdlib still works
+    orjson = None  # type: ignore[assignment]
+
 _log = logging.getLogger("agent.store")
 
 PENDING: Final = "pending"
@@ -149,6 +154,16 @@ def dump(payload: Mapping[str, Any]) -> str:
     return json.dumps(dict(payload), separators=(",", ":"), allow_nan=False)
 
 
+def load(text: str) -> Any:
+    """Decode JSON text written by `dump`; raise ValueError if it is not JSON."""
+    if orjson is not None:
+        try:
+            return orjson.loads(text)
+        except ValueError:
+            pass  # huge integers, lone surrogates: the stdlib decides, as it wrote them
+    return json.loads(text)
+
+
 def row_to_tx(row: tuple[Any, ...]) -> TxRecord:
     """Build a TxRecord from a row selected with `TX_COLUMNS`."""
     (
@@ -215,7 +230,7 @@ def row_to_entry(row: tuple[Any, ...]) -> OutboxEntry:
         seq=seq,
         tx_local_id=tx_local_id,
         kind=TxEventKind(kind),
-        payload=json.loads(payload),
+        payload=load(payload),
         created_at=from_text(created_at),
         attempts=attempts,
     )

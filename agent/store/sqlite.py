@@ -13,11 +13,13 @@ Responsibilities (DESIGN idea 5 and 6):
 Durability: file databases run in WAL mode with `synchronous=FULL`. Journal, outbox and
 settings writes are queued to a writer thread (database.py, writer.py) and committed in
 order, a few per fsync, so the event loop never waits for the disk. A method returns once
-the write
-is *accepted*: its ids are allocated and every reader of this store sees it at once
-(overlay.py). It is *durable* once committed; `flush()`/`wait_durable()` wait for that,
-`subscribe_durable()` tells. The outbox only hands out durable entries (`next_pending`
-reads the database), so the CSMS never sees a message that a power cut could take back.
+the write is *accepted*: its ids are allocated and every reader of this store sees it at
+once (overlay.py). It is *durable* once committed; `flush()`/`wait_durable()` wait for
+that, `subscribe_durable()` tells. The outbox only hands out durable entries
+(`next_pending` reads the database, a batch at a time: readahead.py), so the CSMS never
+sees a message that a power cut could take back. A delivery mark is a lazy write: it
+may wait up to writer.LAZY_WINDOW_S to share an fsync, so a crash just after a delivery
+may send that entry again (at least once; never lost).
 `Store(path, background=False)` and `:memory:` databases commit on the caller's thread
 before returning, as every method did before.
 
@@ -43,7 +45,7 @@ import json
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -51,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Final
 from agent.core.ports import OutboxEntry, StopReason, TxEventKind, TxRecord
 from agent.store.database import Database, statement
 from agent.store.overlay import ENTRY, TX, PendingEntry
+from agent.store.readahead import READ_AHEAD_ENTRIES, ReadAhead, RecordCache
 from agent.store.schema import (
     DELIVERED,
     DROPPED,
@@ -60,6 +63,7 @@ from agent.store.schema import (
     StoreSchemaError,
     dump,
     from_text,
+    load,
     next_id,
     row_to_entry,
     row_to_tx,
@@ -81,6 +85,14 @@ _UPSERT_TX: Final = (
 _INSERT_ENTRY: Final = (
     "INSERT INTO outbox (seq, tx_local_id, kind, payload, created_at) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (seq) DO NOTHING"
+)
+
+
+# The next pending entries, each with its position among its transaction's entries.
+_READ_AHEAD: Final = (
+    f"SELECT {ENTRY_COLUMNS}, (SELECT COUNT(*) FROM outbox AS o"
+    "  WHERE o.tx_local_id = outbox.tx_local_id AND o.seq < outbox.seq)"
+    " FROM outbox WHERE state = ? AND seq > ? ORDER BY seq LIMIT ?"
 )
 
 
@@ -110,6 +122,8 @@ class Store(Database):
         self._next_local_id = next_id(self._conn, "transactions", "local_id")
         self._next_seq = next_id(self._conn, "outbox", "seq")
         self._sampling_degraded = False  # the backlog is full: samples keep the register
+        self._ahead = ReadAhead()  # pending entries read ahead for the outbox sender
+        self._recent = RecordCache()  # the newest records of recently used transactions
 
     # -- transaction journal -------------------------------------------------------------
 
@@ -267,7 +281,7 @@ class Store(Database):
             seq=seq,
             tx_local_id=tx.local_id,
             kind=kind,
-            payload=json.loads(payload_text),
+            payload=load(payload_text),
             created_at=from_text(created_text),
             attempts=0,
         )
@@ -278,9 +292,30 @@ class Store(Database):
             entry=PendingEntry(entry, PENDING, 0),
         )
 
+    def _submit(
+        self,
+        apply: Callable[[sqlite3.Connection], None],
+        keys: tuple[Hashable, ...],
+        *,
+        fold: bool = False,
+        lazy: bool = False,
+        tx: TxRecord | None = None,
+        entry: PendingEntry | None = None,
+        setting: tuple[str, str] | None = None,
+    ) -> None:
+        """Queue a write (Database._submit) and keep the caches it touches up to date."""
+        super()._submit(apply, keys, fold=fold, lazy=lazy, tx=tx, entry=entry, setting=setting)
+        if tx is not None:
+            self._recent.put(tx)
+        if entry is not None:
+            self._ahead.update(entry)
+
     def _find_tx(self, local_id: int) -> TxRecord | None:
-        """The transaction as acknowledged (overlay, then database), or None."""
+        """The transaction as acknowledged (cache, overlay, then database), or None."""
         conn = self._live()
+        cached = self._recent.get(local_id)
+        if cached is not None:
+            return cached
         with self._writer.lock:
             pending = self._overlay.txs.get(local_id)
         if pending is not None:
@@ -288,7 +323,11 @@ class Store(Database):
         row = conn.execute(
             f"SELECT {TX_COLUMNS} FROM transactions WHERE local_id = ?", (local_id,)
         ).fetchone()
-        return None if row is None else row_to_tx(row)
+        if row is None:
+            return None
+        tx = row_to_tx(row)
+        self._recent.put(tx)
+        return tx
 
     def _open_tx(self, local_id: int) -> TxRecord:
         """The open transaction `local_id`; KeyError if unknown, ValueError if ended."""
@@ -369,24 +408,34 @@ class Store(Database):
         """Return the lowest-seq pending entry with seq > `after_seq`, or None.
 
         Only durable entries are returned: an entry still waiting for its commit is not
-        sent (nor any after it, as they commit in order).
+        sent (nor any after it, as they commit in order). Entries are read ahead in
+        batches and parsed once (readahead.py); a caller that passes the seq it last
+        settled as `after_seq` gets each from memory.
         """
         conn = self._live()
-        overlay = self._pending_entries()
-        cursor = conn.execute(
-            f"SELECT {ENTRY_COLUMNS} FROM outbox WHERE state = ? AND seq > ? ORDER BY seq",
-            (PENDING, after_seq),
-        )
-        try:
-            for row in cursor:
-                pending = overlay.get(row[0])
-                if pending is None:
-                    return row_to_entry(row)
-                if pending.state == PENDING:
-                    return pending.entry
-        finally:
-            cursor.close()
-        return None
+        held = self._ahead.next_after(after_seq)
+        if held is not None:
+            return held.entry
+        start = after_seq
+        while True:
+            # The overlay first, the database second (overlay.py): a commit in between
+            # drops a value from the overlay only once the database holds it.
+            with self._writer.lock:
+                overlay = dict(self._overlay.entries)
+            rows = conn.execute(_READ_AHEAD, (PENDING, start, READ_AHEAD_ENTRIES)).fetchall()
+            shadows = [overlay.get(row[0]) for row in rows]  # acknowledged states win
+            batch = [
+                (
+                    PendingEntry(row_to_entry(row[:-1]), PENDING, 0) if shadow is None else shadow,
+                    row[-1],
+                )
+                for row, shadow in zip(rows, shadows, strict=True)
+                if shadow is None or shadow.state == PENDING
+            ]
+            if batch or len(rows) < READ_AHEAD_ENTRIES:
+                self._ahead.fill(after_seq, batch)
+                return batch[0][0].entry if batch else None
+            start = rows[-1][0]  # a whole batch settled but not yet committed: read on
 
     def pending_count(self, tx_local_id: int | None = None) -> int:
         """Return how many entries wait for delivery (of one transaction, if given),
@@ -411,6 +460,9 @@ class Store(Database):
     def entry_position(self, tx_local_id: int, seq: int) -> int:
         """How many entries of the transaction precede entry `seq` (0 for the first)."""
         conn = self._live()
+        known = self._ahead.position(tx_local_id, seq)
+        if known is not None:
+            return known
         overlay = {s: p for s, p in self._pending_entries(tx_local_id).items() if s < seq}
         row = conn.execute(
             "SELECT COUNT(*) FROM outbox WHERE tx_local_id = ? AND seq < ?"
@@ -422,6 +474,9 @@ class Store(Database):
     def _entry(self, seq: int) -> PendingEntry:
         """Entry `seq` and its state as acknowledged; raise KeyError if unknown."""
         conn = self._live()
+        held = self._ahead.get(seq)  # write-through: never older than the overlay
+        if held is not None:
+            return held
         with self._writer.lock:
             pending = self._overlay.entries.get(seq)
         if pending is not None:
@@ -434,13 +489,19 @@ class Store(Database):
         return PendingEntry(row_to_entry(row[:-1]), str(row[-1]), 0)
 
     def mark_delivered(self, seq: int) -> None:
-        """Mark entry `seq` delivered (idempotent); raise KeyError if unknown."""
+        """Mark entry `seq` delivered (idempotent); raise KeyError if unknown.
+
+        Readers see the mark at once; its commit may wait a few tens of ms to share an
+        fsync with others (a lazy write, writer.py). A crash before that commit leaves
+        the entry pending, and it is sent again: at least once, never lost.
+        """
         current = self._entry(seq)
         if current.state == DELIVERED:
             return
         self._submit(
             statement("UPDATE outbox SET state = ? WHERE seq = ?", (DELIVERED, seq)),
             ((ENTRY, seq),),
+            lazy=True,
             entry=replace(current, state=DELIVERED),
         )
 
@@ -502,6 +563,7 @@ class Store(Database):
         if keep_last < 0:
             raise ValueError(f"keep_last must be >= 0, got {keep_last}")
         self.flush()  # what is still queued only counts once committed (conservative)
+        self._ahead.clear()
         with self.writing() as conn:
             cursor = conn.execute(
                 "DELETE FROM outbox WHERE state != ? AND tx_local_id IN ("

@@ -19,6 +19,18 @@ the process lives. The writer then waits for `retry_now()` (clock-driven, by
 succeeded and whether the queue has reached its bound (`accepting_new`: the store then
 refuses new transactions, see sqlite.py).
 
+Lazy writes: a write that nobody waits for (a delivery mark: the outbox sender goes on
+to the next entry at once) may be marked `lazy`. The writer thread does not start a
+commit for lazy writes alone before `LAZY_WINDOW_S` has passed, so that during an outbox
+replay one fsync carries a hundred marks instead of one each; any other write, `flush`,
+`wait_durable` and `close` take them along at once. This is the writer thread's group
+commit window, not the agent's time: nothing is scheduled by it.
+
+Calls: the sibling stores (local list, cache) hand the writer whole transactions of
+their own (`call`), which run between batches on the writer's connection and report
+their result or failure to the caller through a future: a full disk refuses a local
+list to the CSMS instead of queueing it. They are neither kept nor retried.
+
 Modes: `threaded=True` runs the queue on a writer thread (file databases);
 `threaded=False` runs it on the caller's thread at once (`:memory:` databases, which a
 second thread cannot share, and callers that want synchronous commits). Both share the
@@ -39,12 +51,14 @@ import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final, TypeVar
 
 from agent.core.ports import Clock
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 #: Writes the queue may hold before new transactions are refused.
 DEFAULT_MAX_BACKLOG: Final = 2000
@@ -52,6 +66,8 @@ DEFAULT_MAX_BACKLOG: Final = 2000
 RETRY_INTERVAL_S: Final = 10.0
 #: Most writes committed in one SQLite transaction.
 BATCH_OPS: Final = 256
+#: How long lazy writes alone may wait for company before the writer commits them.
+LAZY_WINDOW_S: Final = 0.05
 
 
 @dataclass(slots=True)
@@ -63,11 +79,13 @@ class WriteOp:
     is then run again. `keys` name what the write touches (for the store's overlay). A
     `fold` write has one key and absolute values: it replaces the queued, not yet
     started `fold` write of the same key when no other write on that key came between.
+    A `lazy` write may wait up to LAZY_WINDOW_S for others to share its commit.
     """
 
     apply: Callable[[sqlite3.Connection], None]
     keys: tuple[Hashable, ...] = ()
     fold: bool = False
+    lazy: bool = False
     index: int = field(default=0, init=False)
 
 
@@ -163,6 +181,9 @@ class JournalWriter:
         self._writable = True
         self._error: str | None = None
         self._retry = False
+        self._eager = 0  # queued writes that are not lazy
+        self._hurry = False  # someone waits for durability: commit lazy writes now
+        self._calls: deque[tuple[Callable[[sqlite3.Connection], Any], bool, Future[Any]]] = deque()
         self._stopping = False
         self._closed = False
         self._reported: tuple[bool, bool] = (True, True)
@@ -224,12 +245,16 @@ class JournalWriter:
             op.index = next(self._indexes)
             self._last_index = op.index
             self._ops.append(op)
+            if not op.lazy:
+                self._eager += 1
             for key in op.keys:  # a write in between ends the chance to fold
                 self._foldable.pop(key, None)
             if op.fold:
                 self._foldable[op.keys[0]] = op
             record(op.index)
-            if self._thread is not None and self._writable:
+            # A lazy write wakes the thread only to open its window (the first in line).
+            wake = not op.lazy or len(self._ops) == 1
+            if self._thread is not None and self._writable and wake:
                 self._cond.notify_all()
         if self._thread is None and self._writable:
             self._drain()
@@ -267,6 +292,8 @@ class JournalWriter:
         with self._cond:
             for _ in batch:
                 done = self._ops.popleft()
+                if not done.lazy:
+                    self._eager -= 1
                 if done.fold and self._foldable.get(done.keys[0]) is done:
                     del self._foldable[done.keys[0]]
             self._inflight_upto = 0
@@ -312,17 +339,105 @@ class JournalWriter:
             if not result:
                 return False
 
+    def _due(self) -> bool:
+        """Whether queued writes may be attempted now (under the lock)."""
+        return bool(self._ops) and (self._writable or self._retry)
+
+    def _woken(self) -> bool:
+        """Whether the writer thread has something to do now (under the lock)."""
+        return self._stopping or bool(self._calls) or self._due()
+
+    def _hurried(self) -> bool:
+        """Whether lazy writes must not wait out their window (under the lock)."""
+        return self._stopping or bool(self._calls) or self._retry or self._hurry or self._eager > 0
+
     def _run(self) -> None:
-        """The writer thread: drain when there is work and no failure holds it back."""
+        """The writer thread: run calls, and write a batch when there is work and no
+        failure holds it back; one batch per turn, so calls wait for one fsync at most."""
         while True:
             with self._cond:
-                while not self._stopping and not (self._ops and (self._writable or self._retry)):
-                    self._cond.wait()
+                self._cond.wait_for(self._woken)
+                if not self._hurried():  # lazy writes alone: let others join them
+                    self._cond.wait_for(self._hurried, LAZY_WINDOW_S)
+                calls = list(self._calls)
+                self._calls.clear()
+                write = self._due()
                 final = self._stopping
                 self._retry = False
-            self._drain()
+                self._hurry = False
+            for action, durable, future in calls:
+                self._run_call(action, durable, future)
             if final:
+                self._drain()
                 return
+            if write:
+                self._attempt()
+
+    def _hasten(self) -> None:
+        """Commit lazy writes without waiting out their window (someone waits for them)."""
+        with self._cond:
+            self._hurry = True
+            self._cond.notify_all()
+
+    # -- calls: one transaction each, for the sibling stores --------------------------------
+
+    def call(self, action: Callable[[sqlite3.Connection], _T], *, durable: bool) -> Future[_T]:
+        """Run `action` in a write transaction of its own on the writer's connection and
+        return the future of its result (or of what it or the commit raised).
+
+        Calls run in order, between batches (never inside one), on the writer thread, or
+        at once on the caller's if inline. They are not queued behind failing batches nor
+        retried: the caller hears the failure and decides. `durable=False` commits without
+        waiting for an fsync (`synchronous=NORMAL`: in WAL mode a power cut may lose the
+        transaction, never half of it; the next durable commit makes it durable too).
+        Raises sqlite3.ProgrammingError once the writer is closed.
+        """
+        future: Future[_T] = Future()
+        with self._cond:
+            if self._closed or self._stopping:
+                raise sqlite3.ProgrammingError("Cannot operate on a closed store.")
+            if self._thread is not None:
+                self._calls.append((action, durable, future))
+                self._cond.notify_all()
+                return future
+        self._run_call(action, durable, future)
+        return future
+
+    def _run_call(
+        self, action: Callable[[sqlite3.Connection], _T], durable: bool, future: Future[_T]
+    ) -> None:
+        """Run one call (unless its caller gave up on it) and settle its future."""
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            with self._db_lock:
+                result = self._transaction(action, durable)
+        except Exception as exc:  # handed to the caller, who decides
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    def _transaction(self, action: Callable[[sqlite3.Connection], _T], durable: bool) -> _T:
+        """Run `action` in one write transaction; roll back and raise if it fails."""
+        conn = self._conn
+        if not durable:
+            conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = action(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        log.exception("store: rollback after a failed call failed")
+                raise
+            return result
+        finally:
+            if not durable:
+                conn.execute("PRAGMA synchronous=FULL")
 
     # -- control -----------------------------------------------------------------------
 
@@ -359,6 +474,7 @@ class JournalWriter:
         store is failing (False: the writes wait in the backlog)."""
         with self.lock:
             target = self._last_index
+        self._hasten()
         woken = asyncio.Event()
         remove_d = self.subscribe_durable(woken.set)
         remove_h = self.subscribe_health(woken.set)

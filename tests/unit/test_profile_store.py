@@ -29,7 +29,12 @@ from agent.core.profiles import (
     SchedulePeriod,
 )
 from agent.store import Store
-from agent.store.profiles import ConflictRule, ProfileRejectedError, ProfileStore
+from agent.store.profiles import (
+    ConflictRule,
+    ProfileNotStoredError,
+    ProfileRejectedError,
+    ProfileStore,
+)
 
 T0 = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
 LIMITS = ProfileLimits(max_stack_level=8, max_periods=24, evse_ids=frozenset({1, 2}))
@@ -202,8 +207,10 @@ def test_an_install_that_fails_half_way_leaves_the_replaced_profile(
             " WHEN NEW.profile_id = 99 BEGIN SELECT RAISE(ABORT, 'write failed'); END"
         )
 
-    with pytest.raises(sqlite3.IntegrityError, match="write failed"):
+    with pytest.raises(ProfileNotStoredError, match="write failed") as caught:
         profiles.install(make(99, 6.0), LIMITS)
+
+    assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
 
     assert profiles.profiles() == [make(1, 16.0)]
 

@@ -410,7 +410,9 @@ class Ocpp16Adapter:
         """StopTxnSampledData / StopTxnAlignedData values of a transaction (section 9.1)."""
         sampled = self.keys.get_list("StopTxnSampledData")
         aligned = self.keys.get_list("StopTxnAlignedData")
-        data = []
+        data: list[dict[str, Any]] = []
+        if not sampled and not aligned:  # nothing asked for: no need to read the entries
+            return data
         for entry in self.store.tx_entries(local_id):
             if not entry.payload:
                 continue

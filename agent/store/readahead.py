@@ -1,0 +1,127 @@
+"""What the store has read (or written) recently and may hand out again without SQL.
+
+Why: an outbox replay after a long offline spell sends thousands of entries one after
+the other. Reading each with its own query (and parsing its payload each time it is
+looked at: to send it, then again to mark it delivered) cost as much as the network
+round trip (bench/README.md, throughput). Here:
+
+- `ReadAhead` keeps a run of durable pending outbox entries read in one query, in seq
+  order. It answers "the lowest pending entry after seq N" for as long as it can prove
+  the answer: at the time of the read it held every durable pending entry in
+  (`start`, last read], pending entries only ever settle (delivered, dropped) and never
+  come back, and an entry that becomes durable later has a higher seq than every
+  durable one (entries commit in seq order). A question about seqs below `start` is a
+  miss: the store reads again. With each entry it keeps its position among its
+  transaction's entries (2.0.1 seqNo), counted in the same query: every entry before a
+  durable one is durable too, so the database's count is the whole count, and it cannot
+  change while the entry is pending (only settled transactions are pruned).
+- `RecordCache` keeps the newest TxRecords by local id, bounded.
+
+Both are write-through: the store updates them with every value it acknowledges for an
+entry or a transaction they hold, so they are never older than the overlay or the
+database. They are used from the store's owner thread only (no lock).
+
+This module must not: touch SQLite, or decide what is durable (the writer does).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Final
+
+from agent.core.ports import TxRecord
+from agent.store.overlay import PendingEntry
+from agent.store.schema import PENDING
+
+#: Entries read from the database per query while the outbox drains.
+READ_AHEAD_ENTRIES: Final = 128
+#: Transactions whose newest record is kept in memory.
+CACHED_TRANSACTIONS: Final = 64
+
+
+class ReadAhead:
+    """A run of durable pending outbox entries read ahead, in seq order (module docstring)."""
+
+    __slots__ = ("_entries", "_positions", "_start")
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[int, PendingEntry] = OrderedDict()
+        self._positions: dict[int, int] = {}
+        self._start = 0  # every durable pending entry above this seq, as read, is held
+
+    def fill(self, start: int, entries: list[tuple[PendingEntry, int]]) -> None:
+        """Hold `entries` (each with its position in its transaction): every durable
+        pending entry with seq > `start` read just now (the first ones, in seq order;
+        more may follow them in the database)."""
+        self._entries = OrderedDict((pending.entry.seq, pending) for pending, _ in entries)
+        self._positions = {pending.entry.seq: position for pending, position in entries}
+        self._start = start
+
+    def next_after(self, after_seq: int) -> PendingEntry | None:
+        """The lowest held pending entry with seq > `after_seq`; None when this run cannot
+        answer (empty, or `after_seq` is below what it covers): read again."""
+        if after_seq < self._start:
+            self._entries.clear()
+            return None
+        entries = self._entries
+        while entries:
+            seq, pending = next(iter(entries.items()))
+            if pending.state != PENDING:  # settled: never the answer again
+                entries.popitem(last=False)
+            elif seq <= after_seq:  # still pending, but no longer followed from here
+                entries.popitem(last=False)
+                self._start = max(self._start, seq)
+            else:
+                return pending
+        return None
+
+    def get(self, seq: int) -> PendingEntry | None:
+        """The held entry `seq` (its newest acknowledged value), or None."""
+        return self._entries.get(seq)
+
+    def position(self, tx_local_id: int, seq: int) -> int | None:
+        """How many entries of `tx_local_id` precede entry `seq`, if it was read ahead."""
+        pending = self._entries.get(seq)
+        if pending is None or pending.entry.tx_local_id != tx_local_id:
+            return None
+        return self._positions.get(seq)
+
+    def update(self, pending: PendingEntry) -> None:
+        """Write-through: a newer value of an entry (kept only if the entry is held)."""
+        seq = pending.entry.seq
+        if seq in self._entries:
+            self._entries[seq] = pending
+
+    def clear(self) -> None:
+        """Forget everything (entries were deleted underneath)."""
+        self._entries.clear()
+        self._positions.clear()
+        self._start = 0
+
+    def __len__(self) -> int:
+        """How many entries are held."""
+        return len(self._entries)
+
+
+class RecordCache:
+    """The newest acknowledged TxRecord of recently used transactions, bounded (LRU)."""
+
+    __slots__ = ("_limit", "_records")
+
+    def __init__(self, limit: int = CACHED_TRANSACTIONS) -> None:
+        self._records: OrderedDict[int, TxRecord] = OrderedDict()
+        self._limit = limit
+
+    def get(self, local_id: int) -> TxRecord | None:
+        """The cached record, or None."""
+        tx = self._records.get(local_id)
+        if tx is not None:
+            self._records.move_to_end(local_id)
+        return tx
+
+    def put(self, tx: TxRecord) -> None:
+        """Keep `tx` as the newest value of its transaction."""
+        self._records[tx.local_id] = tx
+        self._records.move_to_end(tx.local_id)
+        if len(self._records) > self._limit:
+            self._records.popitem(last=False)
