@@ -1,4 +1,4 @@
-"""The `cpagent` command: run, demo, check-config.
+"""The `cpagent` command: run, demo, check-config, sim, fleet.
 
 Exit codes: 0 success, 2 configuration problems (nothing was started), 1 other errors.
 """
@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=0, help="local CSMS port (default: any free)")
     demo.add_argument("--plain", action="store_true", help="print lines instead of a live view")
     add_sim_parser(commands)
+    from simulator.fleet import add_fleet_arguments  # light: the agent loads when it runs
+
+    fleet = commands.add_parser(
+        "fleet", help="run many simulated stations in one process against one CSMS"
+    )
+    add_fleet_arguments(fleet)
     return parser
 
 
@@ -44,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.file)
     if args.command == "sim":
         return run_sim(args)
+    if args.command == "fleet":
+        from simulator.fleet import run_fleet
+
+        return run_fleet(args)
     try:
         if args.command == "demo":
             from simulator.demo import run_demo
