@@ -52,6 +52,7 @@ from agent.core.composite import (
 from agent.core.ports import Clock, TxRecord
 from agent.core.profiles import ChargingProfile, ProfilePurpose, RateUnit
 from agent.core.status import SessionPhase
+from agent.core.tasks import sleep_unless
 from drivers.types import MeterSample
 
 __all__ = ["EvseLimit", "LimitedEvse", "NoProfiles", "ProfileSource", "SmartCharging"]
@@ -326,14 +327,7 @@ class SmartCharging:
             self._changed.clear()
             wake = self._next_change
             delay = HORIZON_S if wake is None else max(0.0, (wake - now).total_seconds())
-            sleeping = asyncio.ensure_future(self.clock.sleep(delay))
-            changed = asyncio.ensure_future(self._changed.wait())
-            try:
-                await asyncio.wait({sleeping, changed}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in (sleeping, changed):
-                    waiter.cancel()
-                await asyncio.gather(sleeping, changed, return_exceptions=True)
+            await sleep_unless(self.clock.sleep, delay, self._changed)
 
     # -- the computation -------------------------------------------------------------
 

@@ -51,7 +51,7 @@ from agent.core.reservations import (
 from agent.core.session import build_machine
 from agent.core.smart_charging import NoProfiles, ProfileSource, SmartCharging
 from agent.core.status import ConnectorStatus, SessionPhase
-from agent.core.tasks import TaskSet
+from agent.core.tasks import TaskSet, sleep_unless
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class Station:
         self._tasks = TaskSet("station")
         self.reservations = ReservationBook(settings)
         self._reservations_changed = asyncio.Event()
+        self._policy_changed = asyncio.Event()
         #: Charging profiles and local limits -> each EVSE's offered current.
         self.smart = SmartCharging(
             clock=clock, profiles=profiles or NoProfiles(), evses=self.evses
@@ -403,28 +404,29 @@ class Station:
                 await self._reservations_changed.wait()
                 continue
             delay = (upcoming[0].expires_at - self.clock.now()).total_seconds()
-            sleeping = asyncio.ensure_future(self.clock.sleep(delay))
-            changed = asyncio.ensure_future(self._reservations_changed.wait())
-            try:
-                await asyncio.wait({sleeping, changed}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in (sleeping, changed):
-                    waiter.cancel()
-                await asyncio.gather(sleeping, changed, return_exceptions=True)
+            await sleep_unless(self.clock.sleep, delay, self._reservations_changed)
 
     # -- clock-aligned metering --------------------------------------------------------
 
+    def policy_changed(self) -> None:
+        """The adapter changed `policy` (the aligned interval may have moved)."""
+        self._policy_changed.set()
+
     async def _aligned_sampler(self) -> None:
-        """Sample every EVSE at each multiple of the aligned interval past midnight UTC."""
+        """Sample every EVSE at each multiple of the aligned interval past midnight UTC;
+        with no interval, wait for the policy to change (no polling)."""
         while True:
+            self._policy_changed.clear()
             interval = self.policy.aligned_interval_s
             if interval <= 0:
-                await self.clock.sleep(1.0)
+                await self._policy_changed.wait()
                 continue
             now = self.clock.now()
             boundary = next_aligned(now, interval)
-            await self.clock.sleep((boundary - now).total_seconds())
-            if self.policy.aligned_interval_s != interval:
+            await sleep_unless(
+                self.clock.sleep, (boundary - now).total_seconds(), self._policy_changed
+            )
+            if self.policy.aligned_interval_s != interval or self.clock.now() < boundary:
                 continue
             for evse in self.evses.values():
                 await self._sample_aligned(evse, boundary)

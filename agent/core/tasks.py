@@ -1,10 +1,11 @@
-"""A tracked set of background tasks: nothing fire-and-forget, every failure logged."""
+"""A tracked set of background tasks: nothing fire-and-forget, every failure logged;
+and `sleep_unless`, the one way a loop waits for a time or an earlier change."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -41,3 +42,17 @@ class TaskSet:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def sleep_unless(
+    sleep: Callable[[float], Awaitable[None]], seconds: float, event: asyncio.Event
+) -> None:
+    """Return after `sleep(seconds)` (a Clock's sleep), or earlier once `event` is set."""
+    sleeping = asyncio.ensure_future(sleep(seconds))
+    woken = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({sleeping, woken}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in (sleeping, woken):
+            waiter.cancel()
+        await asyncio.gather(sleeping, woken, return_exceptions=True)

@@ -64,7 +64,8 @@ async def test_meter_failure_outside_a_transaction_is_reported_as_meter_lost(
     rig: Rig,
 ) -> None:
     rig.station.policy.aligned_interval_s = 60.0
-    rig.clock.advance(1.0)  # the sampler looks at the interval once a second while it is 0
+    rig.station.policy_changed()  # as an adapter does after changing the policy
+    rig.clock.advance(1.0)
     next_tick = rig.clock.now().replace(second=0) + timedelta(seconds=60)
     await wait_until(lambda: next_tick in rig.clock.deadlines(), "aligned sampler waiting")
 

@@ -167,6 +167,7 @@ class Ocpp16Adapter:
             policy.sample_interval_s = float(value)
         elif name == "ClockAlignedDataInterval":
             policy.aligned_interval_s = float(value)
+            self.station.policy_changed()
         elif name == "ConnectionTimeOut":
             policy.connection_timeout_s = float(value)
         elif name == "StopTransactionOnEVSideDisconnect":

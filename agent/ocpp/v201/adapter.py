@@ -41,7 +41,7 @@ from agent.core.events import (
 from agent.core.ports import Clock, StopReason
 from agent.core.station import Station
 from agent.core.status import ConnectorStatus
-from agent.core.tasks import TaskSet
+from agent.core.tasks import TaskSet, sleep_unless
 from agent.ocpp.dialects import OCPP201
 from agent.ocpp.outbox import OutboxSender
 from agent.ocpp.rpc import AfterReply, CallTimeout, ConnectionLost, Handler, RpcEndpoint, RpcError
@@ -274,6 +274,7 @@ class Ocpp201Adapter:
     def _on_variable_set(self, definition: VariableDef, attribute: Attribute, _value: str) -> None:
         """A SetVariables took effect: tell the core and the heartbeat."""
         mapping.apply_policy(self.station.policy, self.model.value)
+        self.station.policy_changed()
         if definition is self.model.lookup(_HEARTBEAT.component, _HEARTBEAT.variable):
             self._heartbeat_changed.set()
 
@@ -351,14 +352,7 @@ class Ocpp201Adapter:
 
     async def _sleep_unless(self, seconds: float, event: asyncio.Event) -> None:
         """Sleep `seconds` of the adapter's clock, or less if `event` is set."""
-        sleeping = asyncio.ensure_future(self.clock.sleep(seconds))
-        woken = asyncio.ensure_future(event.wait())
-        try:
-            await asyncio.wait({sleeping, woken}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in (sleeping, woken):
-                waiter.cancel()
-            await asyncio.gather(sleeping, woken, return_exceptions=True)
+        await sleep_unless(self.clock.sleep, seconds, event)
 
     async def _heartbeat(self, endpoint: RpcEndpoint) -> None:
         """A Heartbeat every HeartbeatInterval; raises ConnectionLost."""
