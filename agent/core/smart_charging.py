@@ -183,7 +183,8 @@ class SmartCharging:
         self._samples: dict[int, tuple[MeterSample | None, datetime]] = {}  # first seen at
         self._flowing_since: dict[int, datetime] = {}  # when the EV began to draw
         self._next_change: datetime | None = None
-        self._changed = asyncio.Event()
+        self._wake_at: datetime | None = None  # when run() sleeps until
+        self._changed = asyncio.Event()  # run() must re-arm for an earlier change
         self._listeners: list[Callable[[Mapping[int, EvseLimit]], None]] = []
         self.profiles_changed()
 
@@ -225,10 +226,6 @@ class SmartCharging:
         """Install `profile` (a TX profile from a remote start) with `install` for the
         next transaction that begins on `evse_id`, naming it."""
         self._held[evse_id] = (profile, install)
-        self.recompute()
-
-    def transactions_changed(self) -> None:
-        """A transaction began or ended somewhere: bind held profiles, drop ended ones."""
         self.recompute()
 
     # -- outputs ---------------------------------------------------------------------
@@ -307,7 +304,8 @@ class SmartCharging:
                 self._limits[evse_id] = limit
                 evse.apply_limit(limit.current_a, limit.phases)
         self._next_change = next_change
-        self._changed.set()
+        if self._wake_at is None or (next_change is not None and next_change < self._wake_at):
+            self._changed.set()
         if changed:
             limits = self.limits
             for listener in list(self._listeners):
@@ -325,7 +323,7 @@ class SmartCharging:
                 self._profiles = self.source.profiles()
             self.recompute()
             self._changed.clear()
-            wake = self._next_change
+            wake = self._wake_at = self._next_change
             delay = HORIZON_S if wake is None else max(0.0, (wake - now).total_seconds())
             await sleep_unless(self.clock.sleep, delay, self._changed)
 

@@ -188,14 +188,14 @@ async def test_the_station_maximum_is_shared_between_active_evses(
 ) -> None:
     installed(loop, store, profile(1, [(0, 20.0)], evse_id=0, purpose=ProfilePurpose.STATION_MAX))
     evses[1].begin(1)
-    loop.transactions_changed()
+    loop.recompute()  # as the EVSE's step hook does
     assert evses[1].limit_a == 20.0
     assert evses[2].limit_a == 0.0  # no session: nothing until it has one
     evses[2].begin(2, T0 + timedelta(seconds=5))
-    loop.transactions_changed()
+    loop.recompute()  # as the EVSE's step hook does
     assert (evses[1].limit_a, evses[2].limit_a) == (10.0, 10.0)
     evses[1].end()
-    loop.transactions_changed()
+    loop.recompute()  # as the EVSE's step hook does
     assert evses[2].limit_a == 20.0
 
 
@@ -221,11 +221,11 @@ async def test_a_held_tx_profile_is_installed_for_the_next_transaction_and_ends_
     loop.hold_for_next_transaction(1, tx_profile, store.install)
     assert evses[1].limit_a == 32.0 and store.installed == {}
     evses[1].begin(42)
-    loop.transactions_changed()
+    loop.recompute()  # as the EVSE's step hook does
     assert store.installed[7].transaction_id == "42"
     assert evses[1].limit_a == 8.0
     evses[1].end()
-    loop.transactions_changed()
+    loop.recompute()  # as the EVSE's step hook does
     assert store.installed == {}
     assert evses[1].limit_a == 32.0
 
@@ -250,7 +250,7 @@ async def test_a_refused_held_profile_does_not_stop_the_limits(
     refusing: Callable[[ChargingProfile], object] = refuse
     loop.hold_for_next_transaction(1, profile(7, [(0, 8.0)], start=None), refusing)
     evses[1].begin(1)
-    loop.transactions_changed()
+    loop.recompute()  # as the EVSE's step hook does
     assert evses[1].limit_a == 32.0
 
 
@@ -286,7 +286,7 @@ async def test_a_reading_from_before_the_ev_could_follow_its_offer_cuts_nothing(
     loop.set_site_capacity("site", 20.0)
     evses[1].last_sample = amps(0.0)
     evses[1].begin(1)
-    loop.transactions_changed()
+    loop.recompute()  # as the EVSE's step hook does
     assert evses[1].limit_a == 20.0
     clock.advance(10)
     loop.recompute()  # no new reading since the flow began
@@ -299,7 +299,7 @@ async def test_an_ev_drawing_less_gives_the_rest_to_the_others_once_its_reading_
     loop.set_site_capacity("site", 32.0)
     evses[1].begin(1)
     evses[2].begin(2, T0 + timedelta(seconds=1))
-    loop.transactions_changed()
+    loop.recompute()  # as the EVSE's step hook does
     assert (evses[1].limit_a, evses[2].limit_a) == (16.0, 16.0)
     clock.advance(1)
     evses[1].last_sample = amps(8.0)  # too soon after the flow began: says nothing
