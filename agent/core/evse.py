@@ -631,7 +631,7 @@ class Evse(EvseTokens, EvseMetering):
             self._reservations.use(self.id, token, self._token_result) if token else None
         )
         details = self.event_details(trigger)
-        begin = sample_payload(sample, SampleContext.BEGIN, now, self._offered_a())
+        begin = sample_payload(sample, SampleContext.BEGIN, now, self.offered_a())
         details["sample"] = dict(begin)
         if self._remote_start_id is not None and token is not None:
             details["remote_start_id"] = self._remote_start_id
@@ -696,7 +696,8 @@ class Evse(EvseTokens, EvseMetering):
             self.operative, self.pending_operative = self.pending_operative, None
             self._outputs_dirty.set()
 
-    def _offered_a(self) -> float:
+    def offered_a(self) -> float:
+        """The current offered to the EV now, per phase (0 while not offering)."""
         return self.limit_a if self.desired_outputs().offering else 0.0
 
 

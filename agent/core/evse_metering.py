@@ -74,7 +74,7 @@ class EvseMetering:
     def _set_fault(self, code: FaultCode, active: bool, detail: str = "", *, source: str) -> None:
         raise NotImplementedError
 
-    def _offered_a(self) -> float:
+    def offered_a(self) -> float:
         """The current offered now (Evse provides it)."""
         raise NotImplementedError
 
@@ -127,7 +127,7 @@ class EvseMetering:
                 self.publish_status()
             self._stepped()  # a shared limit follows what the EV really draws
             now = self.clock.now()
-            offered = self.limit_a if self.desired_outputs().offering else 0.0
+            offered = self.offered_a()
             self.journal.record_meter(
                 local_id,
                 at=now,
@@ -154,7 +154,7 @@ class EvseMetering:
             at=now,
             energy_wh=sample.energy_import_wh,
             payload={
-                **sample_payload(sample, SampleContext.TRIGGER, now, self._offered_a()),
+                **sample_payload(sample, SampleContext.TRIGGER, now, self.offered_a()),
                 **self.event_details(TxTrigger.TRIGGER),
             },
             enqueue=True,

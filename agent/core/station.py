@@ -437,7 +437,7 @@ class Station:
         if sample is None:
             return
         now = boundary
-        offered = evse.limit_a if evse.desired_outputs().offering else 0.0
+        offered = evse.offered_a()
         tx = evse.tx
         if tx is not None:
             self.journal.record_meter(

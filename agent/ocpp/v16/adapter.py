@@ -523,7 +523,7 @@ class Ocpp16Adapter:
         sample = await evse.read_meter()
         if sample is None:
             return
-        offered = evse.limit_a if evse.desired_outputs().offering else 0.0
+        offered = evse.offered_a()
         values = mapping.sampled_values(
             sample, self.keys.get_list("MeterValuesSampledData"), "Trigger", offered
         )

@@ -399,7 +399,7 @@ class Ocpp201Transactions:
             if sample is None:
                 continue
             now = self.station.clock.now()
-            offered = evse.limit_a if evse.desired_outputs().offering else 0.0
+            offered = evse.offered_a()
             event = MeterValuesSampled(
                 evse_id, evse.connectors[0].id, sample, SampleContext.TRIGGER, now, offered
             )
