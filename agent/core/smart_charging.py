@@ -49,6 +49,7 @@ from agent.core.composite import (
     RunningTransaction,
     composite_schedule,
 )
+from agent.core.events import AuthorizationOutcome, PhaseChanged, StationEvent
 from agent.core.ports import Clock, TxRecord
 from agent.core.profiles import ChargingProfile, ProfilePurpose, RateUnit
 from agent.core.status import SessionPhase
@@ -176,7 +177,8 @@ class SmartCharging:
         self._evse_caps: dict[str, dict[int, float]] = {}
         self._evse_phases: dict[str, dict[int, int]] = {}
         self._site: dict[str, float] = {}
-        self._held: dict[int, tuple[ChargingProfile, Callable[[ChargingProfile], object]]] = {}
+        #: EVSE -> (profile, install, token) of a remote start waiting for its transaction.
+        self._held: dict[int, tuple[ChargingProfile, Callable[[ChargingProfile], object], str]] = {}
         self._tx_seen: dict[int, int | None] = {}
         self._limits: dict[int, EvseLimit] = {}
         self._offered_at: dict[int, datetime] = {}  # when each EVSE's offer last changed
@@ -221,12 +223,34 @@ class SmartCharging:
         self.recompute()
 
     def hold_for_next_transaction(
-        self, evse_id: int, profile: ChargingProfile, install: Callable[[ChargingProfile], object]
+        self,
+        evse_id: int,
+        profile: ChargingProfile,
+        install: Callable[[ChargingProfile], object],
+        token: str,
     ) -> None:
-        """Install `profile` (a TX profile from a remote start) with `install` for the
-        next transaction that begins on `evse_id`, naming it."""
-        self._held[evse_id] = (profile, install)
+        """Install `profile` (a TX profile from `token`'s remote start) with `install` for
+        the next transaction that begins on `evse_id`, naming it. Dropped if that remote
+        start comes to nothing (`on_event`)."""
+        self._held[evse_id] = (profile, install, token)
         self.recompute()
+
+    def on_event(self, event: StationEvent) -> None:
+        """Station listener: forget a held profile whose remote start came to nothing (its
+        token refused, or the EVSE back to idle before a transaction began)."""
+        held = self._held.get(event.evse_id) if event.evse_id is not None else None
+        if held is None:
+            return
+        if isinstance(event, AuthorizationOutcome):
+            refused = event.token.value == held[2] and not event.result.accepted
+        elif isinstance(event, PhaseChanged):
+            evse = self._evses.get(event.evse_id)
+            refused = event.phase == SessionPhase.IDLE and evse is not None and evse.tx is None
+        else:
+            return
+        if refused:
+            log.info("EVSE %s: the remote start's charging profile is dropped", event.evse_id)
+            del self._held[event.evse_id]
 
     # -- outputs ---------------------------------------------------------------------
 
@@ -423,7 +447,7 @@ class SmartCharging:
                 reload |= bool(self.source.clear_transaction(str(previous)))
             held = self._held.pop(evse_id, None) if local_id is not None else None
             if held is not None:
-                profile, install = held
+                profile, install, _ = held
                 try:
                     install(replace(profile, evse_id=evse_id, transaction_id=str(local_id)))
                     reload = True
@@ -436,10 +460,6 @@ class SmartCharging:
         """The TX profile waiting for the next transaction on `evse_id`, if any."""
         held = self._held.get(evse_id)
         return held[0] if held is not None else None
-
-    def drop_held(self, evse_id: int) -> None:
-        """Forget the profile held for `evse_id` (its remote start came to nothing)."""
-        self._held.pop(evse_id, None)
 
 
 def _running(tx: TxRecord | None) -> RunningTransaction | None:

@@ -100,6 +100,7 @@ class Station:
         self.smart = SmartCharging(
             clock=clock, profiles=profiles or NoProfiles(), evses=self.evses
         )
+        self.subscribe(self.smart.on_event)
         for evse in evses or []:
             self.add_evse(evse)
 

@@ -218,7 +218,7 @@ async def test_a_held_tx_profile_is_installed_for_the_next_transaction_and_ends_
     loop: SmartCharging, store: MemoryProfiles, evses: dict[int, FakeEvse]
 ) -> None:
     tx_profile = profile(7, [(0, 8.0)], purpose=ProfilePurpose.TX, start=None)
-    loop.hold_for_next_transaction(1, tx_profile, store.install)
+    loop.hold_for_next_transaction(1, tx_profile, store.install, "T")
     assert evses[1].limit_a == 32.0 and store.installed == {}
     evses[1].begin(42)
     loop.recompute()  # as the EVSE's step hook does
@@ -248,7 +248,7 @@ async def test_a_refused_held_profile_does_not_stop_the_limits(
         raise ValueError("refused")
 
     refusing: Callable[[ChargingProfile], object] = refuse
-    loop.hold_for_next_transaction(1, profile(7, [(0, 8.0)], start=None), refusing)
+    loop.hold_for_next_transaction(1, profile(7, [(0, 8.0)], start=None), refusing, "T")
     evses[1].begin(1)
     loop.recompute()  # as the EVSE's step hook does
     assert evses[1].limit_a == 32.0

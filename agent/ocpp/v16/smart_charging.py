@@ -50,7 +50,7 @@ from datetime import datetime
 from typing import Any, Final, Protocol, TypeVar
 
 from agent.core.composite import CompositeSchedule, convert_limit
-from agent.core.events import AuthorizationOutcome, IdToken, PhaseChanged, StationEvent
+from agent.core.events import IdToken
 from agent.core.profiles import (
     ChargingProfile,
     ChargingSchedule,
@@ -302,9 +302,6 @@ class Ocpp16SmartCharging:
         #: None when the station was built without a ProfileStore: SetChargingProfile
         #: then answers NotSupported.
         self.profiles: ProfileStore | None = source if isinstance(source, ProfileStore) else None
-        self._held_for: dict[int, str] = {}  # EVSE -> idTag of the remote start holding
-        self._phases: dict[int, SessionPhase] = {}
-        station.subscribe(self._on_station_event)
 
     def handlers(self) -> dict[str, Handler]:
         """The CALLs of the Smart Charging profile, by action."""
@@ -498,8 +495,9 @@ class Ocpp16SmartCharging:
         if not self.station.remote_start(token, evse_id, authorize=authorize):
             return False
         # remote_start only spawned the work: no transaction can begin before this hold.
-        self.station.smart.hold_for_next_transaction(evse_id, profile, self._install_held)
-        self._held_for[evse_id] = token.value
+        self.station.smart.hold_for_next_transaction(
+            evse_id, profile, self._install_held, token.value
+        )
         return True
 
     def _choose_evse(self) -> int | None:
@@ -517,22 +515,3 @@ class Ocpp16SmartCharging:
                 conflicts=ConflictRule.REPLACE,
                 active_transactions=self._active(),
             )
-
-    def _on_station_event(self, event: StationEvent) -> None:
-        """Drop a held profile when its remote start comes to nothing: the token refused,
-        or the authorization ended (timeout, cancel) before any transaction began."""
-        if isinstance(event, AuthorizationOutcome):
-            if not event.result.accepted and self._held_for.get(event.evse_id) == event.token.value:
-                self._drop_held(event.evse_id)
-        elif isinstance(event, PhaseChanged):
-            before = self._phases.get(event.evse_id)
-            self._phases[event.evse_id] = event.phase
-            if event.phase == SessionPhase.IDLE and before == SessionPhase.AUTHORIZED:
-                self._drop_held(event.evse_id)
-
-    def _drop_held(self, evse_id: int) -> None:
-        """Forget the remote start's profile held for `evse_id`, if any."""
-        self._held_for.pop(evse_id, None)
-        if self.station.smart.held_profile(evse_id) is not None:
-            log.info("EVSE %s: the remote start's charging profile is dropped", evse_id)
-            self.station.smart.drop_held(evse_id)

@@ -44,7 +44,6 @@ from dataclasses import replace
 from typing import Any, Final
 
 from agent.core.composite import convert_limit
-from agent.core.events import AuthorizationOutcome, PhaseChanged, StationEvent
 from agent.core.evse import Evse
 from agent.core.ports import TxRecord
 from agent.core.profiles import ChargingProfile, ProfileLimits, RateUnit, validate_profile
@@ -113,10 +112,8 @@ class Ocpp201SmartCharging:
             self.profiles = ProfileStore(store)
         #: External limits (K12/K13); the adapter runs `limits.run` while online.
         self.limits = ExternalLimits(station=station, model=model, clock=station.clock)
-        self._remote_tokens: dict[int, str] = {}  # EVSE -> token of a held remote start
         entries = parse_path(ENTRIES)
         model.bind(entries.component, entries.variable, lambda: str(self.profiles.count()))
-        station.subscribe(self._on_station_event)
 
     def handlers(self) -> dict[str, Handler]:
         """The CALLs this block answers, by action."""
@@ -403,9 +400,8 @@ class Ocpp201SmartCharging:
                 return
             self.station.smart.profiles_changed()
             return
-        self._remote_tokens[target] = token
         self.station.smart.hold_for_next_transaction(
-            target, profile, lambda bound: self.install(bound, schedule_id)
+            target, profile, lambda bound: self.install(bound, schedule_id), token
         )
 
     def _remote_start_target(self, evse_id: int | None) -> int | None:
@@ -416,21 +412,6 @@ class Ocpp201SmartCharging:
         ranked = sorted(self.station.evses.values(), key=lambda e: e.state != SessionPhase.PLUGGED)
         free = [evse for evse in ranked if evse.available_for_new_session()]
         return free[0].id if free else None
-
-    def _on_station_event(self, event: StationEvent) -> None:
-        """Forget a held profile whose remote start came to nothing."""
-        if isinstance(event, AuthorizationOutcome):
-            token = self._remote_tokens.get(event.evse_id)
-            if token == event.token.value and not event.result.accepted:
-                self._drop_held(event.evse_id)
-        elif isinstance(event, PhaseChanged) and event.phase == SessionPhase.IDLE:
-            evse = self.station.evses.get(event.evse_id)
-            if evse is not None and evse.tx is None:
-                self._drop_held(event.evse_id)
-
-    def _drop_held(self, evse_id: int) -> None:
-        if self._remote_tokens.pop(evse_id, None) is not None:
-            self.station.smart.drop_held(evse_id)
 
     # -- the schedules' own ids ----------------------------------------------------------
 
