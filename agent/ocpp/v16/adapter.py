@@ -36,6 +36,7 @@ from agent.core.reservations import Reservation
 from agent.core.station import Station
 from agent.core.status import ConnectorStatus
 from agent.core.tasks import TaskSet
+from agent.ocpp import data_transfer
 from agent.ocpp.dialects import OCPP16
 from agent.ocpp.outbox import OutboxSender, Skip
 from agent.ocpp.rpc import AfterReply, CallTimeout, ConnectionLost, Handler, RpcEndpoint, RpcError
@@ -603,22 +604,11 @@ class Ocpp16Adapter:
         return {"status": self.keys.change(payload["key"], payload["value"]).value}
 
     async def _on_data_transfer(self, payload: dict[str, Any]) -> dict[str, Any]:
-        handler = self._vendor_handlers.get(payload["vendorId"])
-        if handler is None:
-            return {"status": "UnknownVendorId"}
-        status, data = await handler(payload.get("messageId"), payload.get("data"))
-        return {"status": status} if data is None else {"status": status, "data": data}
+        return await data_transfer.answer(self._vendor_handlers, payload)
 
     async def data_transfer(
         self, vendor_id: str, message_id: str | None = None, data: str | None = None
     ) -> dict[str, Any]:
         """Send a DataTransfer to the CSMS; raises ConnectionLost when offline."""
-        endpoint = self._endpoint
-        if endpoint is None or not self.online:
-            raise ConnectionLost("not connected")
-        payload: dict[str, Any] = {"vendorId": vendor_id}
-        if message_id is not None:
-            payload["messageId"] = message_id
-        if data is not None:
-            payload["data"] = data
-        return await endpoint.call("DataTransfer", payload)
+        endpoint = self._endpoint if self.online else None
+        return await data_transfer.send(endpoint, vendor_id, message_id, data)

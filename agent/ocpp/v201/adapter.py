@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +42,7 @@ from agent.core.ports import Clock, StopReason
 from agent.core.station import Station
 from agent.core.status import ConnectorStatus
 from agent.core.tasks import TaskSet, sleep_unless
+from agent.ocpp import data_transfer
 from agent.ocpp.dialects import OCPP201
 from agent.ocpp.outbox import OutboxSender
 from agent.ocpp.rpc import AfterReply, CallTimeout, ConnectionLost, Handler, RpcEndpoint, RpcError
@@ -65,7 +66,7 @@ from agent.store.auth import AuthCache, LocalAuthList
 log = logging.getLogger(__name__)
 
 #: A DataTransfer vendor handler: (messageId, data) -> (status, data or None).
-VendorHandler = Callable[[str | None, Any], Awaitable[tuple[str, Any]]]
+VendorHandler = data_transfer.VendorHandler
 
 BOOT_RETRY_S = 30.0  # when the CSMS gives no interval, or the BootNotification failed
 RESET_DRAIN_S = 10.0  # how long a reset waits for the outbox to drain
@@ -600,11 +601,7 @@ class Ocpp201Adapter:
 
     async def _on_data_transfer(self, payload: dict[str, Any]) -> dict[str, Any]:
         """P01: the vendor's handler answers; an unknown vendor is UnknownVendorId."""
-        handler = self._vendor_handlers.get(payload["vendorId"])
-        if handler is None:
-            return {"status": "UnknownVendorId"}
-        status, data = await handler(payload.get("messageId"), payload.get("data"))
-        return {"status": status} if data is None else {"status": status, "data": data}
+        return await data_transfer.answer(self._vendor_handlers, payload)
 
     async def data_transfer(
         self, vendor_id: str, message_id: str | None = None, data: Any = None
@@ -613,12 +610,5 @@ class Ocpp201Adapter:
 
         Raises ConnectionLost when not online, RpcError or CallTimeout as the call does.
         """
-        endpoint = self._endpoint
-        if endpoint is None or not self.online:
-            raise ConnectionLost("not connected and accepted")
-        payload: dict[str, Any] = {"vendorId": vendor_id}
-        if message_id is not None:
-            payload["messageId"] = message_id
-        if data is not None:
-            payload["data"] = data
-        return await endpoint.call("DataTransfer", payload)
+        endpoint = self._endpoint if self.online else None
+        return await data_transfer.send(endpoint, vendor_id, message_id, data)
