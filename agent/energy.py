@@ -13,9 +13,12 @@ one named source, so each replaces only its own value:
   control period (agent/core/energy.py `site_headroom_a`);
 - `off_peak` (per EVSE): 0 A outside the cheap windows, lifted inside; the task sleeps to
   the next window boundary (no polling);
-- `pv` (per EVSE in PV mode): the surplus shared equally between the PV EVSEs with a
-  transaction, each through a `PvRegulator` (thresholds held for a time, 1/3-phase
-  switching where the board and the core can switch);
+- `pv` (per EVSE in PV mode): the surplus shared between the PV EVSEs with a
+  transaction (`share_surplus`: charging sessions first, a waiting one admitted when
+  its start threshold is left, the rest equally up to what each EV takes, so a car
+  that draws less or nothing leaves its part to the others), each share through a
+  `PvRegulator` (thresholds held for a time, the EV's phases learned from its meter,
+  1/3-phase switching where the board and the core can switch);
 - the driver's boost (`boost`): lifts `off_peak` and `pv` on one EVSE until its session
   ends (the EV unplugged); never the site limit, the CSMS's limits or the hardware.
 
@@ -46,8 +49,10 @@ from typing import Any, Final, Protocol, cast
 from zoneinfo import ZoneInfo
 
 from agent.config_model import EnergyConfig
+from agent.core.allocation import RAMP_MARGIN_A, SELF_LIMITED_MARGIN_A
 from agent.core.energy import (
     OffPeakState,
+    PvClaim,
     PvDecision,
     PvRegulator,
     PvSettings,
@@ -55,6 +60,7 @@ from agent.core.energy import (
     drawing_phases,
     off_peak_state,
     other_loads_a,
+    share_surplus,
     signed_currents,
     site_headroom_a,
     surplus_w,
@@ -328,22 +334,49 @@ class EnergyManager:
             s.power_w for i, s in samples.items() if i in self._regulators and s is not None
         ]
         surplus = 0.0 if reading is None else max(0.0, surplus_w(reading.power_w, pv_power))
-        active = [
-            i for i in self._regulators if self.station.evses[i].tx is not None
-        ]  # the surplus is shared between the PV EVSEs with a transaction
-        share = surplus / len(active) if active else 0.0
+        claims = []
         for evse_id, regulator in self._regulators.items():
-            if evse_id not in active:
+            evse = self.station.evses[evse_id]
+            tx = evse.tx
+            if tx is None:
                 regulator.reset()
                 self._apply_pv(evse_id, regulator.update(now, 0.0))
                 continue
-            # A car drawing on fewer phases than the supply has (a one-phase charger): the
-            # surplus goes on its phases. Fewer because the supply was switched is not that.
             sample = samples.get(evse_id)
-            drawing = drawing_phases(sample.current_a) if sample is not None else 0
-            supply = self.station.evses[evse_id].active_phases
-            ev_phases = drawing if 0 < drawing < supply else None
-            self._apply_pv(evse_id, regulator.update(now, share, ev_phases))
+            if sample is not None:
+                regulator.saw_drawing(drawing_phases(sample.current_a), evse.active_phases)
+            want, headroom = self._pv_want_w(evse_id, regulator)
+            claims.append(
+                PvClaim(
+                    evse_id=evse_id,
+                    charging=regulator.charging,
+                    since=tx.started_at.timestamp(),
+                    need_w=regulator.need_w,
+                    want_w=want,
+                    headroom_w=headroom,
+                )
+            )
+        shares = share_surplus(surplus, claims)
+        for claim in claims:
+            regulator = self._regulators[claim.evse_id]
+            self._apply_pv(claim.evse_id, regulator.update(now, shares[claim.evse_id]))
+
+    def _pv_want_w(self, evse_id: int, regulator: PvRegulator) -> tuple[float, float]:
+        """The most the EVSE can use of the surplus (its hardware on the EV's phases, or
+        its EV's settled draw when that is clearly less than offered) and the headroom
+        shown to such an EV so it can grow again (not taken from the others)."""
+        want = regulator.max_power_w(self.station.evses[evse_id].hardware_max_a)
+        draw = self.smart.settled_draw_a(evse_id)
+        limit = self.smart.limits.get(evse_id)
+        offered = limit.current_a if limit is not None else 0.0
+        if (
+            draw is None
+            or offered < self.smart.min_current_a
+            or draw >= offered - SELF_LIMITED_MARGIN_A
+        ):
+            return want, 0.0
+        watts_per_a = self.smart.voltage_v * regulator.phases_drawn
+        return min(want, draw * watts_per_a), RAMP_MARGIN_A * watts_per_a
 
     def _apply_pv(self, evse_id: int, decision: PvDecision) -> None:
         self.pv_decisions[evse_id] = decision

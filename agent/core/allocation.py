@@ -16,7 +16,8 @@ The rules, in order:
    first served); the rest are paused.
 4. The capacity left over is shared equally ("water-filling"), each EVSE up to what it
    wants: its cap (`cap_a`: hardware, its own profiles, local caps), or, when its EV
-   draws clearly less than it was offered, that draw plus a margin so it can grow again.
+   draws clearly less than it was offered (or nothing: a full car, SuspendedEV), that
+   draw plus a margin so it can grow again, and never less than `min_a`.
    What one EVSE cannot use goes to the others.
 
 The sum of the shares never exceeds the capacity (to within float rounding).
@@ -54,7 +55,8 @@ class Demand:
     """One EVSE as the allocator sees it.
 
     `cap_a`: the most it may get from other limits; `offered_a`: what it offers now;
-    `drawing_a`: the highest phase current its meter reads (None: unknown); `since`: an
+    `drawing_a`: the highest phase current its EV draws once it had time to follow its
+    offer, 0 when it declines the offer (a full car), None while unknown; `since`: an
     ordering key for first come, first served (the session's start as a timestamp).
     """
 
@@ -72,8 +74,7 @@ def wanted_a(demand: Demand, min_a: float = MIN_CURRENT_A) -> float:
     want = demand.cap_a
     drawing = demand.drawing_a
     if (
-        demand.running
-        and drawing is not None
+        drawing is not None
         and demand.offered_a >= min_a
         and drawing < demand.offered_a - SELF_LIMITED_MARGIN_A
     ):

@@ -337,6 +337,11 @@ class Evse(EvseTokens, EvseMetering):
         """Whether the power path is closed with the EV drawing (pilot C or D)."""
         return self.commanded.contactor_closed and self.pilot in (PilotState.C, PilotState.D)
 
+    def ev_declining(self) -> bool:
+        """Whether the EV of a transaction is offered current and does not ask for it
+        (SuspendedEV: pilot B under PWM, a full battery or the car's own timer)."""
+        return self.tx is not None and self.status() is ConnectorStatus.SUSPENDED_EV
+
     async def _outputs_worker(self) -> None:
         while True:
             await self._outputs_dirty.wait()

@@ -142,6 +142,10 @@ class LimitedEvse(Protocol):
         """Whether the EV draws now."""
         ...
 
+    def ev_declining(self) -> bool:
+        """Whether the EV does not ask for the current it is offered (SuspendedEV)."""
+        ...
+
     def apply_limit(self, current_a: float, phases: int | None = None) -> None:
         """Offer at most `current_a` per phase (below 6 A: pause) on `phases` phases."""
         ...
@@ -184,6 +188,9 @@ class SmartCharging:
         self._offered_at: dict[int, datetime] = {}  # when each EVSE's offer last changed
         self._samples: dict[int, tuple[MeterSample | None, datetime]] = {}  # first seen at
         self._flowing_since: dict[int, datetime] = {}  # when the EV began to draw
+        self._declining_since: dict[int, datetime] = {}  # when the EV stopped asking
+        self._draws: dict[int, float | None] = {}  # each EV's settled draw, last computed
+        self._settle_due: datetime | None = None  # when a pending settle ends
         self._next_change: datetime | None = None
         self._wake_at: datetime | None = None  # when run() sleeps until
         self._changed = asyncio.Event()  # run() must re-arm for an earlier change
@@ -303,11 +310,13 @@ class SmartCharging:
             next_change = _earliest(next_change, change)
         capacity, site_reason, change = self._shared_capacity(now)
         next_change = _earliest(next_change, change)
+        self._settle_due = None
         shares = allocate(
             capacity,
             [self._demand(evse, caps[evse.id][0], now) for evse in self._evses.values()],
             self.min_current_a,
         )
+        next_change = _earliest(next_change, self._settle_due)
         changed = False
         for evse_id, evse in self._evses.items():
             cap, phases, reason = caps[evse_id]
@@ -403,22 +412,30 @@ class SmartCharging:
                 capacity, reason = value, source
         return capacity, reason, _next(schedule, now)
 
+    def settled_draw_a(self, evse_id: int) -> float | None:
+        """What the EV on `evse_id` draws once it had time to follow its offer (the
+        highest phase; 0 for an EV that declines its offer: SuspendedEV), as of the last
+        recomputation; None while unknown or unsettled."""
+        return self._draws.get(evse_id)
+
     def _demand(self, evse: LimitedEvse, cap_a: float, now: datetime) -> Demand:
         tx = evse.tx
+        draw = self._draws[evse.id] = self._settled_draw(evse, now)
         return Demand(
             evse_id=evse.id,
             active=evse.state in _ACTIVE,
             running=evse.energy_flowing(),
             cap_a=cap_a,
             offered_a=self._limits[evse.id].current_a if evse.id in self._limits else 0.0,
-            drawing_a=self._settled_draw(evse, now),
+            drawing_a=draw,
             since=tx.started_at.timestamp() if tx is not None else float("inf"),
         )
 
     def _settled_draw(self, evse: LimitedEvse, now: datetime) -> float | None:
         """The EV's draw from a reading first seen once it had time to follow its offer
         (SETTLE_S after the offer changed and after energy began to flow; the highest
-        phase); None when there is no such reading yet."""
+        phase), 0 once it declined a standing offer for SETTLE_S (SuspendedEV: a full
+        car); None when neither is known yet."""
         sample = evse.last_sample
         seen = self._samples.get(evse.id)
         if seen is None or seen[0] is not sample:
@@ -426,12 +443,28 @@ class SmartCharging:
             self._samples[evse.id] = seen
         if sample is None or not evse.energy_flowing():
             self._flowing_since.pop(evse.id, None)
-            return None
+            return self._declined(evse, now)
+        self._declining_since.pop(evse.id, None)
         flowing_since = self._flowing_since.setdefault(evse.id, now)
         since = max(flowing_since, self._offered_at.get(evse.id, flowing_since))
         if (seen[1] - since).total_seconds() < SETTLE_S:
             return None
         return max(sample.current_a)
+
+    def _declined(self, evse: LimitedEvse, now: datetime) -> float | None:
+        """0 once the EV has declined its offer (at least the minimum) for SETTLE_S since
+        the offer was last raised; None before (and a wake is due at that moment)."""
+        offered = self._limits.get(evse.id)
+        if not evse.ev_declining() or offered is None or offered.current_a < self.min_current_a:
+            self._declining_since.pop(evse.id, None)
+            return None
+        declining_since = self._declining_since.setdefault(evse.id, now)
+        since = max(declining_since, self._offered_at.get(evse.id, declining_since))
+        due = since + timedelta(seconds=SETTLE_S)
+        if now < due:
+            self._settle_due = _earliest(self._settle_due, due)
+            return None
+        return 0.0
 
     def _bind_transactions(self) -> None:
         """Install held TX profiles for transactions that began; clear ended ones."""

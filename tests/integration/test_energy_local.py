@@ -217,3 +217,52 @@ async def test_pv_switches_between_one_and_three_phases_with_hysteresis(
     await site.advance(22)
     assert plant.supply_phases == 1
     assert plant.current_a == pytest.approx((13.0, 0.0, 0.0), abs=0.1)
+
+
+async def test_pv_a_one_phase_car_on_a_three_phase_evse_starts_on_a_one_phase_surplus(
+    make_site: SiteFactory,
+) -> None:
+    """Default thresholds, a supply that cannot switch (the bench's visitor, issue 6): the
+    EVSE starts on the one-phase threshold and learns the car's phase from its meter."""
+    site: EnergySite = await make_site(PV, evses=1)
+    plant = site.plant(1)
+    await site.arrive(1, "CARD-VISITOR", phases=1)
+    site.site.pv_w = 2000.0  # 1.4-4.1 kW: one phase's minimum, not three phases'
+    await site.advance(14)
+    assert plant.current_a == pytest.approx((8.6, 0.0, 0.0), abs=0.1)  # 2000 W / 230 V
+    assert site.site.power_w() == pytest.approx(0.0, abs=30.0)  # no import, no export
+    await site.advance(60)
+    assert plant.current_a[0] == pytest.approx(8.6, abs=0.1)  # and it stays
+
+
+async def test_pv_a_three_phase_car_probed_on_a_one_phase_surplus_stops_at_once(
+    make_site: SiteFactory,
+) -> None:
+    site: EnergySite = await make_site(PV, evses=1)
+    plant = site.plant(1)
+    await site.arrive(1, "CARD-PROBE")
+    site.site.pv_w = 2000.0
+    await site.advance(11)
+    assert plant.current_a == pytest.approx((6.0, 6.0, 6.0), abs=0.1)  # the probe
+    await site.advance(2)
+    assert plant.current_a == (0.0, 0.0, 0.0)  # at its first reading, not after 30 s
+    await site.advance(60)
+    assert plant.current_a == (0.0, 0.0, 0.0)  # 2 kW no longer starts it
+    site.site.pv_w = 4600.0  # three phases' minimum
+    await site.advance(12)
+    assert plant.current_a == pytest.approx((6.6, 6.6, 6.6), abs=0.05)  # 4600 W / 690 V
+
+
+async def test_pv_a_car_that_takes_nothing_leaves_the_whole_surplus_to_the_other(
+    make_site: SiteFactory,
+) -> None:
+    """A full car plugged in first holds no part of the surplus (issue 6: half of it was
+    exported while it waited)."""
+    site: EnergySite = await make_site(PV, evses=2)
+    await site.arrive(1, "CARD-FULL", soc_percent=100.0)
+    await site.arrive(2, "CARD-HUNGRY")
+    site.site.pv_w = 6900.0
+    await site.advance(30)
+    assert site.plant(1).current_a == (0.0, 0.0, 0.0)
+    assert site.plant(2).current_a == pytest.approx((10.0, 10.0, 10.0), abs=0.1)
+    assert site.site.power_w() == pytest.approx(0.0, abs=30.0)  # nothing exported

@@ -12,12 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.core.energy import (
+    PvClaim,
     PvRegulator,
     PvSettings,
     Window,
     drawing_phases,
     off_peak_state,
     other_loads_a,
+    share_surplus,
     signed_currents,
     site_headroom_a,
     surplus_w,
@@ -252,12 +254,49 @@ def test_pv_min_current_option_keeps_the_minimum_instead_of_pausing() -> None:
     assert decision.current_a == 6.0 and not decision.from_surplus
 
 
-def test_pv_derived_thresholds_follow_the_minimum_power_on_the_fewest_phases() -> None:
+def test_pv_derived_thresholds_follow_the_minimum_power_on_the_phases_the_ev_takes() -> None:
     switching = PvRegulator(PvSettings(), max_phases=3, can_switch=True)
     fixed = PvRegulator(PvSettings(), max_phases=3, can_switch=False)
     assert switching.start_w == pytest.approx(6 * 230)
-    assert fixed.start_w == pytest.approx(6 * 230 * 3)
     assert switching.stop_w == pytest.approx(switching.start_w / 2)
+    assert fixed.start_w == pytest.approx(6 * 230)  # its EV's phases unknown: a probe
+    fixed.saw_drawing(3, supply_phases=3)
+    assert fixed.start_w == pytest.approx(6 * 230 * 3)
+    assert fixed.stop_w == pytest.approx(6 * 230 * 3 / 2)
+
+
+def test_pv_a_one_phase_car_on_a_fixed_three_phase_supply_starts_on_a_one_phase_surplus() -> None:
+    """The bench's visitor (issue 6): 2 kW of surplus is enough for a one-phase car."""
+    regulator = PvRegulator(PvSettings(start_delay_s=60), max_phases=3, can_switch=False)
+    assert _run(regulator, 2000, 60).current_a == 6.0  # started: 3 x 6 A offered
+    regulator.saw_drawing(1, supply_phases=3)  # its meter: one phase carries the load
+    decision = regulator.update(T0 + timedelta(seconds=65), 2000)
+    assert decision.from_surplus and decision.current_a == 8.6  # 2000 W on one phase
+    assert regulator.stop_w == pytest.approx(690)
+
+
+def test_pv_a_three_phase_car_probed_on_a_one_phase_surplus_stops_at_its_first_reading() -> None:
+    regulator = PvRegulator(
+        PvSettings(start_delay_s=60, stop_delay_s=300), max_phases=3, can_switch=False
+    )
+    _run(regulator, 2000, 60)
+    assert regulator.charging
+    regulator.saw_drawing(3, supply_phases=3)
+    stopped = regulator.update(T0 + timedelta(seconds=65), 2000)
+    assert stopped.current_a == 0.0 and not regulator.charging  # not after 300 s
+    # Now its threshold is three phases': 2 kW no longer starts it, 4.2 kW does.
+    assert _run(regulator, 2000, 120, T0 + timedelta(seconds=70)).current_a == 0.0
+    assert _run(regulator, 4200, 60, T0 + timedelta(seconds=200)).current_a == 6.0
+
+
+def test_pv_learns_nothing_from_a_one_phase_supply_and_forgets_at_the_session_end() -> None:
+    regulator = PvRegulator(PvSettings(), max_phases=3, can_switch=True)
+    regulator.saw_drawing(1, supply_phases=1)
+    assert regulator.ev_phases is None
+    regulator.saw_drawing(1, supply_phases=3)
+    assert regulator.ev_phases == 1
+    regulator.reset()
+    assert regulator.ev_phases is None
 
 
 def test_pv_starts_on_one_phase_with_a_small_surplus_and_switches_up_after_the_delay() -> None:
@@ -292,7 +331,8 @@ def test_pv_does_not_switch_phases_on_a_board_that_cannot() -> None:
 
 def test_pv_a_one_phase_car_gets_the_whole_surplus_on_its_phase() -> None:
     regulator = PvRegulator(PvSettings(start_delay_s=0), max_phases=3, can_switch=False)
-    assert regulator.update(T0, 4600, ev_phases=1).current_a == 20.0
+    regulator.saw_drawing(1, supply_phases=3)
+    assert regulator.update(T0, 4600).current_a == 20.0
 
 
 def test_pv_reset_starts_the_next_session_from_a_pause() -> None:
@@ -328,3 +368,72 @@ def test_pv_never_offers_below_the_minimum_and_switches_at_most_once_per_delay(
         phases = decision.phases
     # A switch needs its condition held for 30 s: 6 steps of 5 s at least.
     assert all(b - a >= 6 for a, b in itertools.pairwise(switches))
+
+
+# -- sharing the surplus between PV EVSEs ----------------------------------------------------
+
+
+def _claim(
+    evse_id: int, *, charging: bool, need: float = 1380, want: float = 7360, since: float = 0
+) -> PvClaim:
+    return PvClaim(evse_id, charging, since or evse_id, need_w=need, want_w=want)
+
+
+def test_surplus_for_one_start_goes_to_the_first_waiting_not_half_to_each() -> None:
+    shares = share_surplus(2000, [_claim(1, charging=False), _claim(2, charging=False)])
+    assert shares[1] == pytest.approx(2000)  # above its 1380 W threshold: it starts
+    assert shares[2] < 1380  # what is left: it waits
+
+
+def test_charging_sessions_keep_their_minimum_before_a_waiting_one_is_admitted() -> None:
+    shares = share_surplus(
+        3000,
+        [_claim(2, charging=False, since=1), _claim(1, charging=True, need=4140, since=9)],
+    )
+    assert shares == {1: pytest.approx(3000), 2: pytest.approx(0)}
+    shares = share_surplus(
+        7000, [_claim(2, charging=False, since=1), _claim(1, charging=True, need=4140, want=11040)]
+    )
+    # 4140 + 1380 as minimums, the 1480 W left shared equally.
+    assert shares == {1: pytest.approx(4880), 2: pytest.approx(2120)}
+
+
+def test_an_ev_taking_less_leaves_the_rest_to_the_others() -> None:
+    """The bench's waiting car (issue 6): its unused half must not be exported."""
+    full = PvClaim(2, True, 2.0, need_w=1380, want_w=0.0, headroom_w=460)  # draws 0 A
+    shares = share_surplus(7000, [_claim(1, charging=True, want=11040), full])
+    assert shares[1] == pytest.approx(7000)  # all of it: none held back for EVSE 2
+    assert shares[2] == pytest.approx(460)  # shown its headroom only
+    shares = share_surplus(20000, [_claim(1, charging=True, want=11040), full])
+    # What nobody can use is shown to both.
+    assert shares[2] == pytest.approx(460 + 20000 - 11040)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    surplus=st.floats(-2000, 30000),
+    specs=st.lists(
+        st.tuples(st.booleans(), st.sampled_from([690.0, 1380.0, 4140.0]), st.floats(0, 22000)),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_surplus_shares_never_give_away_more_than_there_is(
+    surplus: float, specs: list[tuple[bool, float, float]]
+) -> None:
+    claims = [
+        PvClaim(i, charging, float(i), need_w=need, want_w=want, headroom_w=460.0)
+        for i, (charging, need, want) in enumerate(specs, start=1)
+    ]
+    shares = share_surplus(surplus, claims)
+    # What the EVs can take of their shares (headroom is shown, not counted).
+    usable = sum(
+        min(shares[c.evse_id] - c.headroom_w, c.want_w) for c in claims if _admitted(c, shares)
+    )
+    assert usable <= max(0.0, surplus) + 1e-6
+    for c in claims:  # a waiting EVSE is offered its start only if it is admitted
+        assert shares[c.evse_id] >= 0.0
+
+
+def _admitted(claim: PvClaim, shares: dict[int, float]) -> bool:
+    return claim.charging or shares[claim.evse_id] >= claim.need_w

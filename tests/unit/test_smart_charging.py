@@ -23,7 +23,7 @@ from agent.core.profiles import (
     RateUnit,
     SchedulePeriod,
 )
-from agent.core.smart_charging import SmartCharging
+from agent.core.smart_charging import SETTLE_S, SmartCharging
 from agent.core.status import SessionPhase
 from drivers.types import MeterSample, TokenType
 from tests.fakes import FakeClock, wait_until
@@ -41,10 +41,14 @@ class FakeEvse:
     limit_a: float = 32.0
     last_sample: MeterSample | None = None
     flowing: bool = False
+    declining: bool = False  # SuspendedEV: offered, not asking
     applied: list[tuple[float, int | None]] = field(default_factory=list)
 
     def energy_flowing(self) -> bool:
         return self.flowing
+
+    def ev_declining(self) -> bool:
+        return self.declining
 
     def apply_limit(self, current_a: float, phases: int | None = None) -> None:
         self.limit_a = current_a
@@ -313,6 +317,32 @@ async def test_an_ev_drawing_less_gives_the_rest_to_the_others_once_its_reading_
     evses[1].last_sample = amps(10.0)  # it follows its whole offer again: fair shares
     loop.recompute()
     assert (evses[1].limit_a, evses[2].limit_a) == (16.0, 16.0)
+
+
+async def test_a_full_car_keeps_the_minimum_and_its_share_goes_to_the_others(
+    loop: SmartCharging, clock: FakeClock, evses: dict[int, FakeEvse]
+) -> None:
+    """A car that stops asking (SuspendedEV) is trimmed to 6 A once it had SETTLE_S to
+    take its offer: the loop wakes for it by itself, without a reading."""
+    loop.set_site_capacity("site", 30.0)
+    evses[1].begin(1)
+    evses[2].begin(2, T0 + timedelta(seconds=1))
+    loop.recompute()
+    assert (evses[1].limit_a, evses[2].limit_a) == (15.0, 15.0)
+    clock.advance(60)
+    evses[1].flowing, evses[1].declining = False, True  # full: pilot back to B
+    loop.recompute()  # as the EVSE's step hook does
+    assert evses[1].limit_a == 15.0  # not yet: it may be a pause of a few seconds
+    due = clock.now() + timedelta(seconds=SETTLE_S)
+    await wait_until(lambda: due in clock.deadlines(), "a wake-up when the wait ends")
+    clock.set(due)
+    await wait_until(lambda: evses[2].limit_a == 24.0, "the share moving to EVSE 2")
+    assert evses[1].limit_a == 6.0  # kept, so the car can resume
+    assert loop.settled_draw_a(1) == 0.0
+    evses[1].last_sample = amps(0.0)  # the reading while it declined
+    evses[1].flowing, evses[1].declining = True, False  # it asks again: its share back
+    loop.recompute()
+    assert (evses[1].limit_a, evses[2].limit_a) == (15.0, 15.0)
 
 
 async def test_a_local_cap_may_ask_for_fewer_phases_and_the_least_wins(
