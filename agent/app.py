@@ -44,7 +44,7 @@ from agent.ocpp.rpc import Frame, Handler, RpcEndpoint
 from agent.ocpp.v16.adapter import Ocpp16Adapter
 from agent.ocpp.v201.adapter import Ocpp201Adapter
 from agent.ocpp.v201.network import InstallProfile, NetworkProfiles
-from agent.store import Store
+from agent.store import open_store
 from agent.store.auth import AuthCache, LocalAuthList
 from agent.store.profiles import ProfileStore
 from drivers.registry import DriverUnavailable as DriverUnavailable
@@ -157,7 +157,7 @@ class Agent:
             evse.id: build_hardware(config, evse, store_dir, shared) for evse in config.evses
         }
         self.site_meter = build_site_meter(config, shared, self.hardware)
-        self.store = Store(config.store.path)
+        self.store = open_store(config.store.path)  # MEMORY_PATH: fleet mode's MemoryStore
         self.messages = MessageLog(
             log_frames=config.logging.message_log, mask=config.logging.mask_id_tokens
         )

@@ -69,7 +69,7 @@ from agent.core.events import PhaseChanged, StationEvent
 from agent.core.ports import Clock
 from agent.core.station import Station
 from agent.core.status import SessionPhase
-from agent.core.tasks import TaskSet
+from agent.core.tasks import Signal, TaskSet
 from drivers.interfaces import DriverError, PowerMeter
 from drivers.meter_maps import PHASE_CURRENTS, PHASE_POWERS, Quantity
 
@@ -125,7 +125,7 @@ class EnergyManager:
         self.boosted: set[int] = set()
         self.pv_decisions: dict[int, PvDecision] = {}
         self._tasks = TaskSet("energy")
-        self._cycled = asyncio.Event()
+        self._cycled = Signal()
         self._unsubscribe: Callable[[], None] | None = None
         off_peak = config.off_peak
         self._zone = ZoneInfo(off_peak.timezone) if off_peak is not None else UTC

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import Config, DriverConfig, EvseConfig
+from agent.store import is_in_memory
 from drivers import registry
 from drivers.indicator import Indicator
 from drivers.interfaces import (
@@ -149,8 +150,11 @@ def _simulated_hardware(config: Config, evse: EvseConfig, store_dir: Path) -> Ev
     from simulator.plant import Plant
 
     # An in-memory store (fleet mode) keeps nothing across runs: neither does the register.
-    in_memory = str(config.store.path) == ":memory:"
-    register = None if in_memory else store_dir / f"{config.station.id}-evse{evse.id}-register.json"
+    register = (
+        None
+        if is_in_memory(config.store.path)
+        else store_dir / f"{config.station.id}-evse{evse.id}-register.json"
+    )
     plant = Plant(time_scale=config.simulator.time_scale, register_path=register)
     unknown = sorted(set(evse.board.options) - {"can_switch_phases"})
     if unknown:

@@ -19,6 +19,10 @@ connects to the null CSMS, boots and drains the outbox; the rate is taken at the
 (time between the first and the N-th transaction message it received). Every message
 is still validated by the agent and every delivery is marked in the store (committed
 with `synchronous=FULL`, several marks per fsync, within 50 ms: agent/store/writer.py).
+The process CPU per message is printed beside each rate (the agent's during its drain,
+the bare client's, RPC only's): the agent overlaps its own work with the CSMS's answer
+(agent/ocpp/outbox.py), which only pays off when the null CSMS gets a core of its own,
+so on a loaded machine the CPU figures say more than the rates.
 
     python bench/throughput.py [--messages 10000] [--calls 3000] [--json out.json]
 
@@ -340,18 +344,24 @@ async def replay(version: str, messages: int) -> dict[str, Any]:
             task = asyncio.create_task(agent.run(stop))
             try:
                 boot = await csms.event("boot")
+                cpu_started = time.process_time()
                 first = await csms.event("tx-first")
                 last = await csms.event("tx-last", timeout_s=600)
+                agent_cpu_s = time.process_time() - cpu_started
                 await agent.wait_until(lambda: agent.store.pending_count() == 0, 60)
             finally:
                 stop.set()
                 await task
             agent_rate = (queued - 1) / (last.at - first.at)
+            cpu_started = time.process_time()
             await _ceiling(port, dialect.subprotocol, templates[0], queued)
+            ceiling_cpu_s = time.process_time() - cpu_started
             ceiling_first = await csms.event("tx-first")
             ceiling_last = await csms.event("tx-last")
             ceiling_rate = (queued - 1) / (ceiling_last.at - ceiling_first.at)
+            cpu_started = time.process_time()
             await _rpc_only(port, dialect, templates[0], queued)
+            rpc_cpu_s = time.process_time() - cpu_started
             rpc_first = await csms.event("tx-first")
             rpc_last = await csms.event("tx-last")
             rpc_rate = (queued - 1) / (rpc_last.at - rpc_first.at)
@@ -364,6 +374,10 @@ async def replay(version: str, messages: int) -> dict[str, Any]:
         "ceiling_per_s": ceiling_rate,
         "rpc_only_per_s": rpc_rate,
         "ratio": agent_rate / ceiling_rate,
+        # Process CPU per message (this process: the agent, the bare client, RPC only).
+        "agent_cpu_us": agent_cpu_s / queued * 1e6,
+        "ceiling_cpu_us": ceiling_cpu_s / queued * 1e6,
+        "rpc_only_cpu_us": rpc_cpu_s / queued * 1e6,
         "frame_bytes": len(templates[0].encode()),
         "meets_target": agent_rate >= REPLAY_TARGET * ceiling_rate,
     }
@@ -379,17 +393,19 @@ def _print(cpu: dict[str, Any], replays: dict[str, dict[str, Any]]) -> None:
     )
     print(
         f"{'version':<8} {'messages':>8} {'agent/s':>9} {'ceiling/s':>10} {'ratio':>7} "
-        f"{'drain s':>8} {'RPC only/s':>11}"
+        f"{'drain s':>8} {'RPC only/s':>11}  {'CPU us/msg: agent':>17} {'ceiling':>8} "
+        f"{'RPC only':>8}"
     )
     for version, r in replays.items():
         print(
             f"{version:<8} {r['messages']:8d} {r['agent_per_s']:9.0f} {r['ceiling_per_s']:10.0f} "
             f"{r['ratio']:7.0%} {r['drain_s']:8.2f} {r['rpc_only_per_s']:11.0f}  "
+            f"{r['agent_cpu_us']:17.0f} {r['ceiling_cpu_us']:8.0f} {r['rpc_only_cpu_us']:8.0f}  "
             f"{verdict(r['meets_target'])}"
         )
     print(
         "(RPC only: the same frames through the agent's RpcEndpoint alone, validated both "
-        "ways, without the store and the adapter)"
+        "ways, without the store and the adapter; CPU: this process's, per message)"
     )
     print()
     print(

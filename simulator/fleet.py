@@ -5,9 +5,11 @@ one CSMS URL, each of them `agent.app.run_agent` over simulated drivers with the
 OCPP adapter (1.6 or 2.0.1) on its own websocket, started staggered; and for the
 fleet-mode choices that let one process hold thousands of them:
 
-- the store is an in-memory SQLite database (`store.path: ":memory:"`): no file and no
-  fsync per station, nothing survives the process (a fleet is a load generator, not a
-  set of chargers with billing to protect);
+- the store is the plain-Python MemoryStore (`store.path: "memory:"`,
+  agent/store/memory.py): no file, no fsync and no SQLite database per station (one
+  costs about 85 KiB), nothing survives the process (a fleet is a load generator, not a
+  set of chargers with billing to protect), and it keeps no outbox entry that no
+  message needs any more;
 - no local HTTP API, no simulated meter register file, the message log keeps a few
   frames and writes none to the log, logging at WARNING;
 - optionally (`charging`, the default) each station plugs an EV in and taps its card
@@ -43,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from agent.config import Config, ConfigError, StoreConfig, parse_config
+from agent.store import MEMORY_PATH
 
 if TYPE_CHECKING:
     from agent.app import Agent
@@ -59,8 +62,8 @@ FLEET_MEASURANDS: tuple[str, ...] = (
 )
 log = logging.getLogger(__name__)
 
-#: The store path SQLite reads as "a private database in memory".
-IN_MEMORY = ":memory:"
+#: The store path of the plain-Python store (agent/store/memory.py; not a file).
+IN_MEMORY = MEMORY_PATH
 VERSIONS = ("1.6", "2.0.1")
 
 
@@ -160,7 +163,7 @@ def fleet_template(options: FleetOptions, base: Mapping[str, Any] | None = None)
         ],
     )
     config = parse_config(yaml.safe_dump(document), source="<fleet>")
-    # SQLite's private in-memory database: not a path, so it bypasses the file resolution.
+    # The MemoryStore: not a path, so it bypasses the file resolution.
     return replace(config, store=StoreConfig(Path(IN_MEMORY)))
 
 

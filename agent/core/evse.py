@@ -56,7 +56,7 @@ from agent.core.status import (
     StatusInputs,
     connector_statuses,
 )
-from agent.core.tasks import TaskSet
+from agent.core.tasks import Mailbox, Signal, TaskSet
 from agent.core.txpoints import (
     holding,
     offers_before_transaction,
@@ -171,8 +171,8 @@ class Evse(EvseTokens, EvseMetering):
         self.commanded: Outputs = SAFE
         self._decoder = PilotDecoder()
         self._statuses: dict[int, tuple[ConnectorStatus, FaultCode | None]] = {}
-        self._outputs_dirty = asyncio.Event()
-        self._inbox: asyncio.Queue[Callable[[], Awaitable[Any]]] = asyncio.Queue()
+        self._outputs_dirty = Signal()
+        self._inbox: Mailbox[Callable[[], Awaitable[Any]]] = Mailbox()
         self._tasks = TaskSet(f"evse-{evse_id}")
         self._sampler: asyncio.Task[Any] | None = None
         self._authorizing = False

@@ -15,7 +15,6 @@ an OCPP version.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any, Final
@@ -25,6 +24,7 @@ from agent.core.metering import MeterReader
 from agent.core.outputs import Outputs
 from agent.core.policy import Policy
 from agent.core.ports import Clock, SampleContext, TransactionJournal, TxRecord, TxTrigger
+from agent.core.tasks import Signal, next_tick
 from drivers.interfaces import ConnectorLock, DriverError, PowerMeter
 from drivers.types import FaultCode, MeterSample
 
@@ -51,7 +51,7 @@ class EvseMetering:
     lock_held: bool
     tx: TxRecord | None
     _energy_cap_wh: float | None
-    _outputs_dirty: asyncio.Event
+    _outputs_dirty: Signal
     _emit: Callable[[StationEvent], None]
 
     @property
@@ -113,11 +113,15 @@ class EvseMetering:
             await self.clock.sleep(IDLE_METER_POLL_S)
 
     async def _sample_transaction(self, local_id: int) -> None:
-        """Periodic samples from the start of the transaction (or register persistence)."""
+        """Periodic samples from the start of the transaction (or register persistence),
+        due at start + k x interval however long each takes (missed ones skipped); a
+        changed interval applies from the next sample on."""
+        due = self.clock.now()
         while True:
             interval = self.policy.sample_interval_s
             periodic = interval > 0
-            await self.clock.sleep(interval if periodic else REGISTER_PERSIST_S)
+            due = next_tick(due, interval if periodic else REGISTER_PERSIST_S, self.clock.now())
+            await self.clock.sleep((due - self.clock.now()).total_seconds())
             sample = await self.read_meter()
             tx = self.tx
             if sample is None or tx is None or tx.local_id != local_id:

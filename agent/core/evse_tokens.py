@@ -12,7 +12,6 @@ on `Evse` do), or know an OCPP version.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,7 +30,7 @@ from agent.core.policy import Policy
 from agent.core.ports import StopReason, TransactionJournal, TxRecord, TxTrigger
 from agent.core.reservations import ReservationGate
 from agent.core.status import SessionPhase
-from agent.core.tasks import TaskSet
+from agent.core.tasks import Mailbox, TaskSet
 from drivers.types import FaultCode
 
 log = logging.getLogger("agent.core.evse")
@@ -54,7 +53,7 @@ class EvseTokens:
     _reservations: ReservationGate
     _authorizer: Callable[[], Authorizer]
     _emit: Callable[[StationEvent], None]
-    _inbox: asyncio.Queue[Callable[[], Awaitable[Any]]]
+    _inbox: Mailbox[Callable[[], Awaitable[Any]]]
     _tasks: TaskSet
 
     @property

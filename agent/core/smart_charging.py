@@ -34,7 +34,6 @@ an OCPP version, or read a meter or a site meter itself.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -53,7 +52,7 @@ from agent.core.events import AuthorizationOutcome, PhaseChanged, StationEvent
 from agent.core.ports import Clock, TxRecord
 from agent.core.profiles import ChargingProfile, ProfilePurpose, RateUnit
 from agent.core.status import SessionPhase
-from agent.core.tasks import sleep_unless
+from agent.core.tasks import Signal, sleep_unless
 from drivers.types import MeterSample
 
 __all__ = ["EvseLimit", "LimitedEvse", "NoProfiles", "ProfileSource", "SmartCharging"]
@@ -193,7 +192,7 @@ class SmartCharging:
         self._settle_due: datetime | None = None  # when a pending settle ends
         self._next_change: datetime | None = None
         self._wake_at: datetime | None = None  # when run() sleeps until
-        self._changed = asyncio.Event()  # run() must re-arm for an earlier change
+        self._changed = Signal()  # run() must re-arm for an earlier change
         self._listeners: list[Callable[[Mapping[int, EvseLimit]], None]] = []
         self.profiles_changed()
 

@@ -1,4 +1,4 @@
-"""The station: its EVSEs, the shared session machine, and the station-wide commands.
+"""The station: its EVSEs (models of the shared session machine) and station-wide commands.
 
 This is the core's face towards adapters: they call its commands (remote start and
 stop, availability, unlock, stop-all for resets) and listen to its events. It owns the
@@ -48,10 +48,10 @@ from agent.core.reservations import (
     unmatched,
     without,
 )
-from agent.core.session import build_machine
+from agent.core.session import session_machine
 from agent.core.smart_charging import NoProfiles, ProfileSource, SmartCharging
 from agent.core.status import ConnectorStatus, SessionPhase
-from agent.core.tasks import TaskSet, sleep_unless
+from agent.core.tasks import Signal, TaskSet, sleep_unless
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +91,15 @@ class Station:
         #: record it, as 2.0.1's offline flag needs).
         self.csms_online = False
         self._listeners: list[Listener] = []
-        self._machine = build_machine()
         self._tasks = TaskSet("station")
         self.reservations = ReservationBook(settings)
-        self._reservations_changed = asyncio.Event()
-        self._policy_changed = asyncio.Event()
+        #: The loop of clock-aligned samples and reservation expiry: it runs only while
+        #: there is either (a fleet station has neither), and is woken when they change.
+        self._timers: asyncio.Task[None] | None = None
+        self._timers_changed = Signal()
+        self._running = False
         #: Charging profiles and local limits -> each EVSE's offered current.
-        self.smart = SmartCharging(
-            clock=clock, profiles=profiles or NoProfiles(), evses=self.evses
-        )
+        self.smart = SmartCharging(clock=clock, profiles=profiles or NoProfiles(), evses=self.evses)
         self.subscribe(self.smart.on_event)
         for evse in evses or []:
             self.add_evse(evse)
@@ -107,7 +107,7 @@ class Station:
     def add_evse(self, evse: Evse) -> None:
         """Register an EVSE (built with this station's policy, emit and authorizer)."""
         self.evses[evse.id] = evse
-        self._machine.add_model(evse)
+        session_machine().add_model(evse)
         evse.reserved = self.reservations.for_evse(evse.id) is not None
         evse.operative = self.settings.get_setting(f"core.availability.{evse.id}") != "Inoperative"
         evse.on_step = self.smart.recompute
@@ -152,13 +152,15 @@ class Station:
         for evse in self.evses.values():
             await evse.start()
         self._show_reservations()  # the EVSEs unbound reservations need show Reserved
-        self._tasks.spawn(self._aligned_sampler(), name="aligned-sampler")
-        self._tasks.spawn(self._expire_reservations(), name="reservation-expiry")
+        self._running = True
+        self._wake_timers()
         self._tasks.spawn(self.smart.run(), name="smart-charging")
 
     async def shutdown(self) -> None:
         """Stop everything and leave the hardware safe."""
+        self._running = False
         await self._tasks.cancel_all()
+        self._timers = None
         for evse in self.evses.values():
             await evse.shutdown()
 
@@ -382,7 +384,7 @@ class Station:
     def _apply_reservations(self) -> None:
         """Show the book on the EVSEs (Reserved status) and re-arm the expiry timer."""
         self._show_reservations()
-        self._reservations_changed.set()
+        self._wake_timers()
 
     def _show_reservations(self) -> None:
         """Mark Reserved each EVSE a reservation holds and each free one the unbound
@@ -394,40 +396,52 @@ class Station:
                 evse.reserved = reserved
                 evse.publish_status()
 
-    async def _expire_reservations(self) -> None:
-        """End reservations at their expiry time."""
-        while True:
-            self._reservations_changed.clear()
-            for reservation in self.reservations.expired(self.clock.now()):
-                self._end_reservation(reservation, ReservationEnd.EXPIRED)
-            upcoming = self.reservations.all()
-            if not upcoming:
-                await self._reservations_changed.wait()
-                continue
-            delay = (upcoming[0].expires_at - self.clock.now()).total_seconds()
-            await sleep_unless(self.clock.sleep, delay, self._reservations_changed)
-
     # -- clock-aligned metering --------------------------------------------------------
 
     def policy_changed(self) -> None:
         """The adapter changed `policy` (the aligned interval may have moved)."""
-        self._policy_changed.set()
+        self._wake_timers()
 
-    async def _aligned_sampler(self) -> None:
-        """Sample every EVSE at each multiple of the aligned interval past midnight UTC;
-        with no interval, wait for the policy to change (no polling)."""
+    # -- timers: clock-aligned samples and reservation expiry ---------------------------
+
+    def _timed(self) -> bool:
+        """Whether anything needs the timer loop: an aligned interval or a reservation."""
+        return self.policy.aligned_interval_s > 0 or len(self.reservations) > 0
+
+    def _wake_timers(self) -> None:
+        """What the timers wait for changed: wake the loop, or start it if it has work now."""
+        if self._timers is not None and not self._timers.done():
+            self._timers_changed.set()
+        elif self._running and self._timed():  # (a loop that failed is started afresh)
+            self._timers_changed.clear()
+            self._timers = self._tasks.spawn(self._run_timers(), name="station-timers")
+
+    async def _run_timers(self) -> None:
+        """End reservations at their expiry; sample every EVSE at each multiple of the
+        aligned interval past midnight UTC. Ends when neither is left (no task that only
+        waits); `_wake_timers` starts it again."""
         while True:
-            self._policy_changed.clear()
-            interval = self.policy.aligned_interval_s
-            if interval <= 0:
-                await self._policy_changed.wait()
-                continue
+            for reservation in self.reservations.expired(self.clock.now()):
+                self._end_reservation(reservation, ReservationEnd.EXPIRED)
+            # No await from here to the sleep: a change is either seen now or wakes it.
+            self._timers_changed.clear()
+            if not self._timed():
+                self._timers = None
+                return
             now = self.clock.now()
-            boundary = next_aligned(now, interval)
+            interval = self.policy.aligned_interval_s
+            boundary = next_aligned(now, interval) if interval > 0 else None
+            dues = [r.expires_at for r in self.reservations.all()[:1]]
+            if boundary is not None:
+                dues.append(boundary)
             await sleep_unless(
-                self.clock.sleep, (boundary - now).total_seconds(), self._policy_changed
+                self.clock.sleep, (min(dues) - now).total_seconds(), self._timers_changed
             )
-            if self.policy.aligned_interval_s != interval or self.clock.now() < boundary:
+            if (
+                boundary is None
+                or self.policy.aligned_interval_s != interval
+                or self.clock.now() < boundary
+            ):
                 continue
             for evse in self.evses.values():
                 await self._sample_aligned(evse, boundary)

@@ -6,39 +6,40 @@ task, so a slow handler never stops CALLRESULTs being read), sends our CALLs str
 at a time, validates every payload in both directions against the dialect's official
 schemas, and reports every frame in and out to the message log (`on_frame`).
 
+A CALL goes out in two steps when the caller has work to overlap with the round trip:
+`prepare()` validates and serializes it (no I/O), `start()` puts it on the wire once no
+other CALL of ours is outstanding and returns at once, and the returned `CallInFlight`'s
+`answer()` awaits the validated CALLRESULT. The outbox uses this to build the next
+message while the CSMS answers the current one; `call()` is the two steps in one. A call
+stays outstanding (and the next one waits) until its answer arrives, its response
+timeout passes, the transport closes, or its caller stops awaiting the answer.
+
+Message ids are a random per-process prefix and a counter (OCPP-J asks only that an id
+be unique for its sender and at most 36 characters): unique across reconnects, and
+across restarts with overwhelming probability, for about a tenth of a uuid4's cost.
+
 It must not: know what an action means (handlers and adapters do), convert payload keys
 or types (payloads stay camelCase dicts as on the wire), reconnect, retry or persist
 calls (the connection supervisor and the outbox do), or send a payload that violates
 its schema (an invalid outgoing request is our bug: ValueError, nothing is sent).
 
-JSON goes through orjson when it is installed (a dependency; about ten times faster than
-the standard library on a MeterValues frame) and falls back to the standard library
-wherever the two would differ, so the wire text and what is accepted stay the same:
-NaN and Infinity are refused both ways, datetimes and dataclasses are not serialized,
-non-string keys and integers beyond 64 bits are written as before. Two differences are
-kept for speed: a float outside 1e-4..1e16 is written in orjson's form (1e16, 0.00001
-where the stdlib writes 1e+16, 1e-05: the same number), and an incoming integer beyond
-64 bits is read as a float (no OCPP field holds one; its schema check then fails instead
-of passing a huge int to a handler).
+JSON (orjson with the standard library's rules) is encoded and decoded in wire_json.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import itertools
 import logging
-import uuid
+import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from agent.ocpp.dialects import Dialect
-
-try:
-    import orjson
-except ImportError:  # pragma: no cover - orjson is a dependency; the stdlib still works
-    orjson = None  # type: ignore[assignment]
+from agent.ocpp.wire_json import decode as _decode
+from agent.ocpp.wire_json import encode as _encode
 
 _log = logging.getLogger(__name__)
 
@@ -87,14 +88,22 @@ class Transport(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One frame as the message log records it."""
+class Frame(NamedTuple):
+    """One frame as the message log records it (immutable; a tuple, cheap to make)."""
 
     at: datetime
     outgoing: bool
     text: str
     action: str | None  # the action of the CALL this frame is, or answers, if known
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCall:
+    """A CALL validated against its schema and serialized, ready for `RpcEndpoint.start`."""
+
+    unique_id: str
+    action: str
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +125,17 @@ class _PendingCall:
     unique_id: str
     action: str
     future: asyncio.Future[dict[str, Any]]
+    deadline: float  # loop time after which it has timed out
+
+
+#: This process's message id prefix: 48 random bits, so ids stay unique across restarts.
+_ID_PREFIX: Final = secrets.token_hex(6)
+_id_counter = itertools.count(1)
+
+
+def _unique_id() -> str:
+    """A message id no other CALL of this process used: prefix and counter (<= 36 chars)."""
+    return f"{_ID_PREFIX}-{next(_id_counter)}"
 
 
 def _utc_now() -> datetime:
@@ -123,43 +143,29 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _encode(frame: list[Any]) -> str:
-    """Serialize a frame compactly; raises ValueError or TypeError if it is not JSON."""
-    if orjson is not None:
-        try:
-            data = orjson.dumps(frame, option=_ORJSON_STRICT)
-        except TypeError:
-            pass  # big ints, non-str keys, datetimes...: the stdlib decides, as before
-        else:
-            # orjson writes NaN and Infinity as null; only then can the texts differ.
-            if b"null" not in data:
-                return data.decode()
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def _reject_constant(name: str) -> Any:
-    """Refuse NaN and Infinity, which Python's json accepts but JSON does not."""
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _decode(text: str) -> Any:
-    """Parse one frame's JSON; raises ValueError (not JSON, NaN, Infinity) or RecursionError."""
-    if orjson is not None:
-        try:
-            return orjson.loads(text)
-        except ValueError:
-            pass  # lone surrogates, huge numbers, deep nesting: the stdlib decides
-    return json.loads(text, parse_constant=_reject_constant)
-
-
-if orjson is not None:
-    # Types the stdlib refuses raise TypeError in orjson too, and fall back.
-    _ORJSON_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-
-
 def _is_int(value: Any) -> bool:
     """Tell whether value is a JSON integer (bool is not one)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+class CallInFlight:
+    """A CALL of ours on the wire (RpcEndpoint.start); `answer()` awaits its outcome."""
+
+    __slots__ = ("_endpoint", "_pending")
+
+    def __init__(self, endpoint: RpcEndpoint, pending: _PendingCall) -> None:
+        self._endpoint = endpoint
+        self._pending = pending
+
+    @property
+    def unique_id(self) -> str:
+        """The CALL's message id."""
+        return self._pending.unique_id
+
+    async def answer(self) -> dict[str, Any]:
+        """The validated CALLRESULT payload. Raises RpcError (CALLERROR received, or a
+        response violating its schema), CallTimeout, ConnectionLost."""
+        return await self._endpoint._answer_of(self._pending)
 
 
 class RpcEndpoint:
@@ -181,8 +187,12 @@ class RpcEndpoint:
         self._response_timeout_s = response_timeout_s
         self._on_frame = on_frame
         self._clock = clock
-        self._call_lock = asyncio.Lock()
+        self._call_lock = asyncio.Lock()  # held while a CALL of ours is outstanding
         self._pending: _PendingCall | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._watchdog_at = 0.0  # the loop time the watchdog is armed for
+        self._sending: asyncio.Task[Any] | None = None  # the task inside transport.send
+        self._send_expired: _PendingCall | None = None  # timed out inside transport.send
         self._tasks: set[asyncio.Task[None]] = set()
         self._serving = False
         self._closed = False
@@ -221,6 +231,15 @@ class RpcEndpoint:
         """
         if self._closed:
             raise ConnectionLost(f"cannot send {action}: the transport is closed")
+        in_flight = await self.start(self.prepare(action, payload))
+        return await in_flight.answer()
+
+    def prepare(self, action: str, payload: dict[str, Any]) -> PreparedCall:
+        """Validate and serialize a CALL under a fresh message id (no I/O).
+
+        Raises ValueError if the version does not define `action`, or the payload
+        violates its schema or is not JSON (our bug: it must not be sent).
+        """
         try:
             violation = self._dialect.check(action, payload, response=False)
         except KeyError:
@@ -232,47 +251,118 @@ class RpcEndpoint:
                 f"invalid {action} request ({violation.code} at {violation.field!r}): "
                 f"{violation.description}"
             )
-        unique_id = str(uuid.uuid4())
+        unique_id = _unique_id()
         try:
             text = _encode([_CALL, unique_id, action, payload])
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{action} request is not JSON-serializable: {exc}") from exc
+        return PreparedCall(unique_id, action, text)
 
-        async with self._call_lock:
-            if self._closed:
-                raise ConnectionLost(f"cannot send {action}: the transport is closed")
-            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-            self._pending = _PendingCall(unique_id, action, future)
-            try:
-                async with asyncio.timeout(self._response_timeout_s):
-                    await self._send_call(text, action)
-                    result = await future
-            except TimeoutError:
-                raise CallTimeout(
-                    f"no response to {action} ({unique_id}) within {self._response_timeout_s} s"
-                ) from None
-            finally:
-                self._pending = None
-                if not future.done():
-                    future.cancel()
+    async def start(self, call: PreparedCall) -> CallInFlight:
+        """Send a prepared CALL once no other CALL of ours is outstanding, and return as
+        soon as it is on the wire (its answer is awaited through the result).
 
-        violation = self._dialect.check(action, result, response=True)
+        Raises ConnectionLost (closed, or the send failed), or CallTimeout (the send
+        itself outlasted the response timeout); the call is over then.
+        """
+        if self._closed:
+            raise ConnectionLost(f"cannot send {call.action}: the transport is closed")
+        await self._call_lock.acquire()
+        if self._closed:
+            self._call_lock.release()
+            raise ConnectionLost(f"cannot send {call.action}: the transport is closed")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._response_timeout_s
+        pending = _PendingCall(call.unique_id, call.action, loop.create_future(), deadline)
+        self._pending = pending
+        if self._watchdog is None:
+            self._watchdog_at = deadline
+            self._watchdog = loop.call_at(deadline, self._watch)
+        self._sending = asyncio.current_task()
+        try:
+            await self._send(call.text, call.action)
+        except asyncio.CancelledError:
+            if self._send_expired is not pending:
+                self._finish(pending, asyncio.CancelledError())
+                raise
+            # The watchdog cancelled a send that outlasted the response timeout.
+            if self._sending is not None:
+                self._sending.uncancel()
+            raise self._timeout(pending) from None
+        except Exception as exc:
+            self._finish(pending, asyncio.CancelledError())  # no answer will be awaited
+            if not pending.future.cancelled():  # closed meanwhile: ConnectionLost, seen here
+                pending.future.exception()
+            raise ConnectionLost(f"could not send {call.action}: {exc!r}") from exc
+        finally:
+            self._sending = None
+            self._send_expired = None
+        return CallInFlight(self, pending)
+
+    # --- the outstanding call -------------------------------------------------------
+
+    def _finish(self, pending: _PendingCall, outcome: BaseException | dict[str, Any]) -> None:
+        """End the outstanding call `pending` (the first outcome wins) and let the next
+        CALL go: resolve its future with a result, an exception, or cancel it."""
+        if self._pending is pending:
+            self._pending = None
+            self._call_lock.release()
+        future = pending.future
+        if future.done():
+            return
+        if isinstance(outcome, asyncio.CancelledError):
+            future.cancel()
+        elif isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+    def _timeout(self, pending: _PendingCall) -> CallTimeout:
+        """The CallTimeout of `pending`."""
+        return CallTimeout(
+            f"no response to {pending.action} ({pending.unique_id}) "
+            f"within {self._response_timeout_s} s"
+        )
+
+    def _watch(self) -> None:
+        """Time out the outstanding call if its deadline has come, else wait for it.
+
+        One timer serves every call: each starts with a later deadline than the ones
+        before, so the timer, armed for an earlier call, fires early and is re-armed
+        then, instead of being created and cancelled for every call.
+        """
+        self._watchdog = None
+        pending = self._pending
+        if pending is None:
+            return
+        if pending.deadline > self._watchdog_at:
+            self._watchdog_at = pending.deadline
+            self._watchdog = asyncio.get_running_loop().call_at(pending.deadline, self._watch)
+            return
+        if self._sending is not None:  # still inside transport.send: start() raises
+            self._send_expired = pending
+            self._sending.cancel()
+            self._finish(pending, asyncio.CancelledError())
+            return
+        self._finish(pending, self._timeout(pending))
+
+    async def _answer_of(self, pending: _PendingCall) -> dict[str, Any]:
+        """The validated CALLRESULT payload of `pending`; raises as call() does."""
+        try:
+            result = await pending.future
+        except asyncio.CancelledError:
+            self._finish(pending, asyncio.CancelledError())  # the caller gave up on it
+            raise
+        violation = self._dialect.check(pending.action, result, response=True)
         if violation is not None:
             raise RpcError(
                 self._dialect.formation_code,
-                f"invalid {action} response: {violation.description}",
+                f"invalid {pending.action} response: {violation.description}",
                 violation.details,
             )
         return result
 
     # --- outgoing -------------------------------------------------------------------
-
-    async def _send_call(self, text: str, action: str) -> None:
-        """Send our CALL frame; raises ConnectionLost if the transport refuses it."""
-        try:
-            await self._send(text, action)
-        except Exception as exc:
-            raise ConnectionLost(f"could not send {action}: {exc!r}") from exc
 
     async def _send(self, text: str, action: str | None) -> None:
         """Log a frame to the message log, then send it; raises what the transport raises."""
@@ -458,11 +548,11 @@ class RpcEndpoint:
         if pending is None:
             return
         if len(message) != 3 or not isinstance(message[2], dict):
-            pending.future.set_exception(
-                RpcError(self._dialect.formation_code, "malformed CALLRESULT frame")
+            self._finish(
+                pending, RpcError(self._dialect.formation_code, "malformed CALLRESULT frame")
             )
             return
-        pending.future.set_result(message[2])
+        self._finish(pending, message[2])
 
     def _on_error(self, unique_id: str, message: list[Any], text: str) -> None:
         """Fail the pending call with the CALLERROR received (tolerating missing parts)."""
@@ -470,13 +560,13 @@ class RpcEndpoint:
         if pending is None:
             return
         if len(message) < 3 or not isinstance(message[2], str):
-            pending.future.set_exception(
-                RpcError(self._dialect.formation_code, "malformed CALLERROR frame")
+            self._finish(
+                pending, RpcError(self._dialect.formation_code, "malformed CALLERROR frame")
             )
             return
         description = message[3] if len(message) > 3 and isinstance(message[3], str) else ""
         details = message[4] if len(message) > 4 and isinstance(message[4], dict) else {}
-        pending.future.set_exception(RpcError(message[2], description, details))
+        self._finish(pending, RpcError(message[2], description, details))
 
     # --- bookkeeping ----------------------------------------------------------------
 
@@ -485,18 +575,20 @@ class RpcEndpoint:
         if self._on_frame is None:
             return
         try:
-            self._on_frame(Frame(at=self._clock(), outgoing=outgoing, text=text, action=action))
+            self._on_frame(Frame(self._clock(), outgoing, text, action))
         except Exception:
             _log.exception("on_frame callback failed")
 
     async def _shut_down(self) -> None:
         """Mark closed, fail the pending call with ConnectionLost and cancel handler tasks."""
         self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         pending = self._pending
-        if pending is not None and not pending.future.done():
-            pending.future.set_exception(
-                ConnectionLost(f"transport closed while {pending.action} was pending")
-            )
+        if pending is not None:
+            lost = ConnectionLost(f"transport closed while {pending.action} was pending")
+            self._finish(pending, lost)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -14,8 +14,10 @@ active; the orphaned staged rows are deleted by `purge_stale()` (call it at star
 the next apply. A store that refuses writes (a full disk, a read-only store) makes an
 update fail with `ListNotStored`, the old list still active.
 
-Reads go through the Store's connection on the event-loop thread; writes through its
-writer (`Store.run_write`); no transaction is held open across an `await`.
+Reads go through the store's connection on the event-loop thread; writes through its
+writer (`run_write`); no transaction is held open across an `await`. Over a store whose
+database is not opened yet (a MemoryStore: fleet mode), the list is empty and nothing is
+created until the first update: a station that never receives a list pays nothing.
 
 This module must not: know an OCPP version or its wire names (the adapters map
 `ListTooLong` (and so `ListNotStored`)/`InvalidList` to Failed and `VersionMismatch` to
@@ -50,7 +52,7 @@ from agent.store.auth_values import (
     entry_row,
     from_us,
 )
-from agent.store.sqlite import Store
+from agent.store.interface import TableHost
 from agent.store.writer import describe
 
 __all__ = [
@@ -129,22 +131,34 @@ class LocalAuthList:
     list. Updates are serialized; each is all-or-nothing from a reader's point of view.
     """
 
-    def __init__(self, store: Store, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> None:
-        """Use `store`'s database; raise ValueError if `chunk_rows` < 1."""
+    def __init__(self, store: TableHost, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> None:
+        """Use `store`'s database (read now if it is opened, else at the first update);
+        raise ValueError if `chunk_rows` < 1."""
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
         self._store = store
-        self._conn = auth_tables(store)
+        self._conn: sqlite3.Connection | None = None
         self._chunk_rows = chunk_rows
         self._lock = asyncio.Lock()
         # (generation, version, size) of the active list, as committed. Readers go by
         # this copy, changed on the loop's thread right after the switch committed: the
         # writer thread commits while the loop reads, and a reader must see the switch
         # between two of its turns, never between two reads of one turn.
-        row = self._conn.execute(
-            "SELECT active_gen, version, size FROM auth_list_meta WHERE id = 1"
-        ).fetchone()
-        self._active = (int(row[0]), int(row[1]), int(row[2]))
+        self._active = (0, 0, 0)
+        if store.opened:
+            self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        """The store's connection, with the tables created and the active list read the
+        first time."""
+        if self._conn is None:
+            conn = auth_tables(self._store)
+            row = conn.execute(
+                "SELECT active_gen, version, size FROM auth_list_meta WHERE id = 1"
+            ).fetchone()
+            self._active = (int(row[0]), int(row[1]), int(row[2]))
+            self._conn = conn
+        return self._conn
 
     # -- reads --------------------------------------------------------------------------
 
@@ -158,10 +172,16 @@ class LocalAuthList:
 
     def get(self, id_token: str) -> AuthEntry | None:
         """The active list's entry for `id_token`, or None (expiry is not applied: see as_of)."""
-        row = self._conn.execute(
-            "SELECT status, expires_us, group_id FROM auth_list WHERE gen = ? AND id_token = ?",
-            (self._active[0], id_token),
-        ).fetchone()
+        if not self._active[2]:
+            return None  # an empty list holds no row (and may have no table yet)
+        row = (
+            self._open()
+            .execute(
+                "SELECT status, expires_us, group_id FROM auth_list WHERE gen = ? AND id_token = ?",
+                (self._active[0], id_token),
+            )
+            .fetchone()
+        )
         if row is None:
             return None
         status, expires_us, group_id = row
@@ -185,6 +205,7 @@ class LocalAuthList:
             raise ListTooLong(f"{len(items)} entries, LocalAuthListMaxLength is {max_length}")
         async with self._lock:
             async with self._refused_as_not_stored():
+                self._open()
                 await self._purge(keep_gen=self._meta()[0])
                 old_gen = self._meta()[0]
                 staged = old_gen + 1
@@ -217,6 +238,7 @@ class LocalAuthList:
         removals = [item.id_token for item in items if isinstance(item, ListRemoval)]
         async with self._lock:
             async with self._refused_as_not_stored():
+                self._open()
                 old_gen, current_version, current_size = self._meta()
                 if version <= current_version:
                     raise VersionMismatch(
@@ -251,6 +273,8 @@ class LocalAuthList:
         Raises sqlite3.Error if the store refuses the delete.
         """
         async with self._lock:
+            if self._conn is None:
+                return 0  # no table yet: nothing was ever staged
             return await self._purge(keep_gen=self._meta()[0])
 
     # -- internals ----------------------------------------------------------------------
@@ -273,7 +297,15 @@ class LocalAuthList:
     async def _write(self, apply: Write) -> None:
         """Run one staging write on the store's writer, without an fsync (the switch
         makes it durable)."""
-        await self._store.run_write(apply, durable=False)
+        await self._chunk(apply)
+
+    async def _chunk(self, apply: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run one chunk's transaction on the store's writer without an fsync, then give
+        the event loop a turn even if it ran inline (a store in memory commits on the
+        loop's thread): an apply never holds the loop for more than a chunk."""
+        result = await self._store.run_write(apply, durable=False)
+        await asyncio.sleep(0)
+        return result
 
     async def _switch(self, old_gen: int, new_gen: int, version: int, size: int) -> None:
         """Make generation `new_gen` the active list in one small, durable transaction."""
@@ -342,7 +374,7 @@ class LocalAuthList:
 
         deleted = 0
         while True:
-            count = await self._store.run_write(apply, durable=False)
+            count = await self._chunk(apply)
             if not count:
                 return deleted
             deleted += count
@@ -365,17 +397,21 @@ class LocalAuthList:
 
         last: str | None = ""
         while last is not None:
-            last = await self._store.run_write(apply_after(last), durable=False)
+            last = await self._chunk(apply_after(last))
 
     async def _count_present(self, gen: int, tokens: Sequence[str]) -> int:
         """How many of `tokens` generation `gen` holds (read in chunks)."""
         present = 0
         for chunk in _chunks(tokens, self._chunk_rows):
             marks = ",".join("?" * len(chunk))
-            row = self._conn.execute(
-                f"SELECT COUNT(*) FROM auth_list WHERE gen = ? AND id_token IN ({marks})",
-                (gen, *chunk),
-            ).fetchone()
+            row = (
+                self._open()
+                .execute(
+                    f"SELECT COUNT(*) FROM auth_list WHERE gen = ? AND id_token IN ({marks})",
+                    (gen, *chunk),
+                )
+                .fetchone()
+            )
             present += int(row[0])
             await asyncio.sleep(0)
         return present

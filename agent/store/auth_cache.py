@@ -9,7 +9,9 @@ behind on the store's writer thread (`Store.write_soon`) without an fsync: a pow
 may lose the cache's last changes, which costs a round trip to the CSMS at worst. A
 write the store refuses (a full disk, a read-only store) is logged and never fails the
 caller, so a full disk never makes a tap fail; the next change then rewrites the cache
-whole, so the file catches up once the disk does.
+whole, so the file catches up once the disk does. Over a store that keeps nothing beyond
+the process (`memory_only`: a MemoryStore, fleet mode) the cache is only in memory: it
+neither reads nor writes a table, since nothing would ever read it back.
 
 This module must not: decide whether a token may charge (the core's authorization chain
 does), know an OCPP version, or read a clock other than the injected one.
@@ -22,7 +24,7 @@ import logging
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from agent.core.events import AuthResult, AuthStatus
 from agent.core.ports import Clock
@@ -37,7 +39,7 @@ from agent.store.auth_values import (
     from_us,
     to_us,
 )
-from agent.store.sqlite import Store
+from agent.store.interface import TableHost
 from agent.store.writer import describe
 
 __all__ = ["AuthCache"]
@@ -118,7 +120,7 @@ class AuthCache:
 
     def __init__(
         self,
-        store: Store,
+        store: TableHost,
         *,
         clock: Clock,
         max_entries: int = 1000,
@@ -133,12 +135,8 @@ class AuthCache:
         self._policy = policy
         self._lifetime_s = lifetime_s
         self.configure(max_entries=max_entries, policy=policy, lifetime_s=lifetime_s)
-        conn = auth_tables(store)
-        try:
-            rows = conn.execute(f"SELECT {_CACHE_COLUMNS} FROM auth_cache").fetchall()
-        except sqlite3.OperationalError as exc:  # no table: it could not be created
-            _log.error("authorization cache not read: %s", describe(exc))
-            rows = []
+        self._memory_only = store.memory_only
+        rows = [] if self._memory_only else self._read(store)
         self._entries: dict[str, _Cached] = {
             str(token): _Cached(*values) for token, *values in rows
         }
@@ -146,6 +144,16 @@ class AuthCache:
         #: The file missed a change (the store refused it): rewrite it whole next time.
         #: Set on the store's writer thread, read on the loop's: a plain flag.
         self._stale = False
+
+    @staticmethod
+    def _read(store: TableHost) -> list[Any]:
+        """The cache's rows in `store` (none if its table could not be created)."""
+        conn = auth_tables(store)
+        try:
+            return conn.execute(f"SELECT {_CACHE_COLUMNS} FROM auth_cache").fetchall()
+        except sqlite3.OperationalError as exc:  # no table: it could not be created
+            _log.error("authorization cache not read: %s", describe(exc))
+            return []
 
     def configure(
         self,
@@ -257,6 +265,8 @@ class AuthCache:
         self, rows: Sequence[tuple[object, ...]], gone: Sequence[str], *, whole: bool = False
     ) -> None:
         """Write a change behind; after a refused one, the whole cache instead."""
+        if self._memory_only:
+            return
         if self._stale:
             self._stale = False
             rows = [(token, *row.values()) for token, row in self._entries.items()]

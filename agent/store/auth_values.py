@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Final
 
 from agent.core.events import AuthStatus
-from agent.store.sqlite import Store
+from agent.store.interface import TableHost
 from agent.store.writer import describe
 
 _log = logging.getLogger("agent.store.auth")
@@ -167,7 +167,7 @@ def entry_row(entry: AuthEntry) -> tuple[str, str, int | None, str | None]:
     return (entry.id_token, str(entry.status), expires, entry.group_id)
 
 
-def auth_tables(store: Store) -> sqlite3.Connection:
+def auth_tables(store: TableHost) -> sqlite3.Connection:
     """The store's connection, with this module's tables created if missing (a store that
     refuses writes is logged: the tables of an earlier start are still read)."""
     conn = store.connection

@@ -82,13 +82,15 @@ class Database:
         *,
         background: bool = True,
         max_backlog: int = DEFAULT_MAX_BACKLOG,
+        journal: bool = True,
     ) -> None:
         """Open (or create) the database at `path` and bring its schema up to date.
 
         `background`: commit on a writer thread (file databases only). `max_backlog`:
         how many writes may wait in memory while the disk refuses them before new
-        transactions are refused. Raises StoreSchemaError if the file was written by a
-        newer schema, and sqlite3.Error if it cannot be opened.
+        transactions are refused. `journal=False` leaves out the journal's tables (a
+        database only sibling stores use: memory.py). Raises StoreSchemaError if the file
+        was written by a newer schema, and sqlite3.Error if it cannot be opened.
         """
         in_memory = os.fspath(path) == ":memory:"
         threaded = background and not in_memory
@@ -104,7 +106,8 @@ class Database:
         self._overlay = Overlay()
         try:
             configure(self._conn, in_memory=in_memory)
-            migrate(self._conn)
+            if journal:
+                migrate(self._conn)
             if threaded:
                 self._wconn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
                 configure(self._wconn, in_memory=False)
@@ -129,6 +132,17 @@ class Database:
         """The owner thread's connection, for sibling stores in agent/store (they write
         through `writing()`)."""
         return self._conn
+
+    @property
+    def opened(self) -> bool:
+        """Always True: the database exists once constructed (interface.TableHost)."""
+        return True
+
+    @property
+    def memory_only(self) -> bool:
+        """Always False: what is written here is read back (interface.TableHost; even a
+        `:memory:` database, which tests use as the production backend)."""
+        return False
 
     def close(self) -> None:
         """Write what is queued (one last attempt), then close; calling it again does
@@ -266,7 +280,8 @@ class Database:
         self._writer.retry_now()
 
     async def retry_forever(self, clock: Clock, interval_s: float = RETRY_INTERVAL_S) -> None:
-        """Run as a task: every `interval_s` of `clock`, retry failing writes."""
+        """Run as a task: wait for writes to fail (no timer while they succeed), then retry
+        them every `interval_s` of `clock` until they succeed."""
         await self._writer.retry_forever(clock, interval_s)
 
     def on_writer(self, action: Callable[[sqlite3.Connection], _T]) -> _T:

@@ -32,11 +32,14 @@ SETTING = "setting"
 
 @dataclass(frozen=True, slots=True)
 class PendingEntry:
-    """An outbox entry as the store has acknowledged it, and its delivery state."""
+    """An outbox entry as the store has acknowledged it, its delivery state, the index
+    of the newest queued write that touched it (`op`) and its position among its
+    transaction's entries (fixed when written: 2.0.1 seqNo)."""
 
     entry: OutboxEntry
     state: str
     op: int
+    position: int = 0
 
 
 @dataclass(slots=True)

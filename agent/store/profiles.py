@@ -1,11 +1,14 @@
-"""Installed charging profiles, kept in the agent's SQLite store.
+"""Installed charging profiles: held in memory, kept in the agent's store.
 
 Responsibilities:
 
 - `ProfileStore.install`: validate a profile (agent.core.profiles.validate_profile),
-  apply the conflict rules against the installed ones and write it, all or nothing:
-  the checks, the removal of the profiles it replaces and the insert run in one SQLite
-  transaction, so a rejected profile or a crash leaves the installed set as it was.
+  apply the conflict rules against the installed ones and install it, all or nothing:
+  the removal of the profiles it replaces and the insert are one transaction, written on
+  the store's writer (off the event loop, with its fsync), and `install` returns once it
+  is durable, so SetChargingProfile answers Accepted only for a profile a power cut
+  cannot take back. A rejected profile changes nothing; a profile the store refuses is
+  taken back out (ProfileNotStoredError).
 - the conflict rules, chosen per call (`ConflictRule`), because the two OCPP versions
   differ and the adapters pick:
   - `REPLACE` (OCPP 1.6 section 3.13.2): a profile with the id of an installed one
@@ -22,16 +25,21 @@ Responsibilities:
   criteria (ClearChargingProfile), by transaction (a TX profile ends with its
   transaction, 1.6 section 3.13.1) and by expiry.
 
-A profile is stored as JSON (its whole model) beside the columns the queries filter on.
-Every method is one small transaction on the Store's connection from the event-loop
-thread (`Store.writing`: profiles change rarely, and their callers cannot wait).
+The installed set lives in memory (a few dozen profiles at most, read from the store
+once at start), so the smart-charging loop's frequent reads and expiry checks never run
+SQL. Every change shows to readers at once and is written behind on the store's writer
+(`start_write`, one transaction and one fsync each, never on the event loop);
+`install` alone waits for its write (above), and `install_soon` is the same install for
+callers that cannot wait (a remote start's profile, bound when its transaction begins).
+A profile is stored as JSON (its whole model) beside the columns that describe it.
 
 A store that refuses writes (a full disk, a read-only store, an I/O error): `install`
 raises ProfileNotStoredError (a ProfileRejectedError: the CSMS hears Rejected, 2.0.1
-reasonCode OutOfStorage) and nothing is installed; a removal is done in memory (the
-profiles no longer show to any reader) and written at the next write that succeeds, so
-a full disk never turns ClearChargingProfile or the smart-charging loop's clean-up into
-an error. A restart before then brings those profiles back (logged).
+reasonCode OutOfStorage) and nothing is installed; any other change holds in memory (a
+removal never fails ClearChargingProfile or the smart-charging loop's clean-up), is
+logged, and the next write that succeeds rewrites the table whole. A restart before then
+brings back what the table still had. Over a store that keeps nothing beyond the process
+(`memory_only`: fleet mode) nothing is written at all.
 
 This module must not: know an OCPP version's wire names (the adapters map
 `ProfileRejectedError.reason` to Rejected and an empty `clear` result to Unknown), compute
@@ -40,10 +48,13 @@ limits (agent/core/composite.py does), or read a clock (callers pass `now`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
@@ -60,7 +71,7 @@ from agent.core.profiles import (
     SchedulePeriod,
     validate_profile,
 )
-from agent.store.sqlite import Store
+from agent.store.interface import TableHost
 from agent.store.writer import describe
 
 __all__ = [
@@ -205,28 +216,98 @@ def _overlap(a: ChargingProfile, b: ChargingProfile) -> bool:
 
 # -- the store -----------------------------------------------------------------------------
 
+_INSERT: Final = (
+    "INSERT OR REPLACE INTO charging_profiles (profile_id, evse_id, purpose, stack_level,"
+    " transaction_id, valid_to_us, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+Write = Callable[[sqlite3.Connection], None]
+
+
+def _row(profile: ChargingProfile) -> tuple[object, ...]:
+    """The table's row of `profile` (its transaction column only for TX profiles)."""
+    tx_key = profile.transaction_id if profile.purpose is ProfilePurpose.TX else None
+    return (
+        profile.profile_id,
+        profile.evse_id,
+        str(profile.purpose),
+        profile.stack_level,
+        tx_key,
+        _to_us(profile.valid_to),
+        encode_profile(profile),
+    )
+
+
+def _replace_write(removed: Collection[int], added: ChargingProfile | None) -> Write:
+    """A write that deletes profiles by id and inserts one (idempotent)."""
+    gone = [(profile_id,) for profile_id in sorted(removed)]
+    row = None if added is None else _row(added)
+
+    def apply(conn: sqlite3.Connection) -> None:
+        conn.executemany("DELETE FROM charging_profiles WHERE profile_id = ?", gone)
+        if row is not None:
+            conn.execute(_INSERT, row)
+
+    return apply
+
+
+def _rewrite(profiles: Collection[ChargingProfile]) -> Write:
+    """A write that makes the table hold exactly `profiles`."""
+    rows = [_row(profile) for profile in profiles]
+
+    def apply(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM charging_profiles")
+        conn.executemany(_INSERT, rows)
+
+    return apply
+
 
 class ProfileStore:
-    """The installed charging profiles (durable; survive restarts)."""
+    """The installed charging profiles (in memory; durable in the store, so they
+    survive restarts). Used from the event loop's thread."""
 
-    def __init__(self, store: Store) -> None:
-        """Use `store`'s database, creating this module's tables if missing (a store that
-        refuses writes is logged: the tables of an earlier start are still read)."""
+    def __init__(self, store: TableHost) -> None:
+        """Use `store`'s database, creating this module's table if missing and reading
+        the installed profiles (a store that refuses writes is logged: the table of an
+        earlier start is still read). Over a `memory_only` store, start empty."""
         self._store = store
-        self._conn = store.connection
-        #: Profiles removed while the store refused the delete: hidden from every reader,
-        #: deleted by the next write that succeeds.
-        self._doomed: set[int] = set()
+        self._memory_only = store.memory_only
+        self._profiles: dict[int, ChargingProfile] = {}
+        #: A change was not written (the store refused it): rewrite the table whole at
+        #: the next write. Set on the store's writer thread, read on the loop's: a flag.
+        self._stale = False
+        self._last_write: Future[None] | None = None
+        if not self._memory_only:
+            self._profiles = self._read(store)
+
+    @staticmethod
+    def _read(store: TableHost) -> dict[int, ChargingProfile]:
+        """The profiles installed in `store`, by id (a row that does not decode is
+        logged and left out)."""
         try:
             with store.writing() as conn:
                 for statement in _SCHEMA:
                     conn.execute(statement)
         except sqlite3.OperationalError as exc:
             _log.error("charging profile table not created: %s", describe(exc))
+        try:
+            rows = store.connection.execute(
+                "SELECT profile_id, body FROM charging_profiles ORDER BY profile_id"
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            _log.error("charging profiles not read: %s", describe(exc))
+            return {}
+        profiles: dict[int, ChargingProfile] = {}
+        for profile_id, body in rows:
+            try:
+                profiles[int(profile_id)] = decode_profile(body)
+            except (ValueError, KeyError, TypeError) as exc:
+                _log.error("stored charging profile %s ignored: %r", profile_id, exc)
+        return profiles
 
     # -- install --------------------------------------------------------------------------
 
-    def install(
+    async def install(
         self,
         profile: ChargingProfile,
         limits: ProfileLimits,
@@ -234,92 +315,104 @@ class ProfileStore:
         conflicts: ConflictRule = ConflictRule.REPLACE,
         active_transactions: Mapping[int, str] | None = None,
     ) -> tuple[int, ...]:
-        """Install `profile`; return the ids of the profiles it replaced, in order.
+        """Install `profile` and return, once it is durable, the ids of the profiles it
+        replaced, in order. Readers see the new set from the call on.
 
         Raises ProfileRejectedError if the profile is invalid (see validate_profile, which
         gets `limits` and `active_transactions`), conflicts with an installed one under
         `conflicts`, or would exceed `limits.max_installed`, and ProfileNotStoredError if
-        the store refuses the write; nothing is changed then.
+        the store refuses the write; nothing is changed then. Cancelled, it leaves the
+        profile installed (its write goes on).
         """
-        reason = validate_profile(profile, limits, active_transactions=active_transactions)
-        if reason is not None:
-            raise ProfileRejectedError(reason, f"profile {profile.profile_id}")
-        body = encode_profile(profile)
+        replaced, displaced = self._apply(profile, limits, conflicts, active_transactions)
+        future = self._write(_replace_write(replaced, profile))
+        if future is None:
+            return replaced
         try:
-            replaced = self._install(profile, body, limits, conflicts)
+            await _uncancellable(future)
         except sqlite3.Error as exc:
+            self._undo(profile, displaced)
             _log.error("profile %s not stored: %s", profile.profile_id, describe(exc))
             raise ProfileNotStoredError(
                 f"profile {profile.profile_id} not stored: {describe(exc)}"
             ) from exc
-        self._doomed.clear()  # deleted in the same transaction
         return replaced
 
-    def _install(
-        self, profile: ChargingProfile, body: str, limits: ProfileLimits, conflicts: ConflictRule
+    def install_soon(
+        self,
+        profile: ChargingProfile,
+        limits: ProfileLimits,
+        *,
+        conflicts: ConflictRule = ConflictRule.REPLACE,
+        active_transactions: Mapping[int, str] | None = None,
     ) -> tuple[int, ...]:
-        """Check and write `profile` (encoded as `body`) in one transaction; raise
-        ProfileRejectedError (a conflict, too many) or sqlite3.Error (the store refused)."""
-        with self._store.writing() as conn:
-            self._delete_doomed(conn)
-            if conflicts is ConflictRule.REPLACE:
-                replaced = self._replaced_by(conn, profile)
-            else:
-                replaced = self._refusing_overlap(conn, profile)
-            if limits.max_installed is not None:
-                remaining = self._count(conn) - len(replaced)
-                if remaining + 1 > limits.max_installed:
-                    raise ProfileRejectedError(
-                        RejectReason.TOO_MANY_PROFILES,
-                        f"{remaining} installed, MaxChargingProfilesInstalled is"
-                        f" {limits.max_installed}",
-                    )
-            conn.executemany(
-                "DELETE FROM charging_profiles WHERE profile_id = ?",
-                [(profile_id,) for profile_id in replaced],
-            )
-            conn.execute(
-                "INSERT INTO charging_profiles (profile_id, evse_id, purpose, stack_level,"
-                " transaction_id, valid_to_us, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    profile.profile_id,
-                    profile.evse_id,
-                    str(profile.purpose),
-                    profile.stack_level,
-                    self._tx_key(profile),
-                    _to_us(profile.valid_to),
-                    body,
-                ),
-            )
+        """`install` for a caller that cannot wait: the profile is installed when this
+        returns and written behind (a refusal is logged and the next write catches up).
+
+        Raises ProfileRejectedError as `install` does (nothing is changed then).
+        """
+        replaced, _ = self._apply(profile, limits, conflicts, active_transactions)
+        self._write(_replace_write(replaced, profile))
         return replaced
 
-    @staticmethod
-    def _tx_key(profile: ChargingProfile) -> str | None:
-        """The transaction column: set for TX profiles only (ignored elsewhere)."""
-        return profile.transaction_id if profile.purpose is ProfilePurpose.TX else None
+    def _apply(
+        self,
+        profile: ChargingProfile,
+        limits: ProfileLimits,
+        conflicts: ConflictRule,
+        active_transactions: Mapping[int, str] | None,
+    ) -> tuple[tuple[int, ...], dict[int, ChargingProfile]]:
+        """Check `profile` and install it in memory; return the ids it replaced and the
+        profiles it displaced (for `_undo`). Raises ProfileRejectedError, changing nothing."""
+        reason = validate_profile(profile, limits, active_transactions=active_transactions)
+        if reason is not None:
+            raise ProfileRejectedError(reason, f"profile {profile.profile_id}")
+        if conflicts is ConflictRule.REPLACE:
+            replaced = self._replaced_by(profile)
+        else:
+            replaced = self._refusing_overlap(profile)
+        if limits.max_installed is not None:
+            remaining = len(self._profiles) - len(replaced)
+            if remaining + 1 > limits.max_installed:
+                raise ProfileRejectedError(
+                    RejectReason.TOO_MANY_PROFILES,
+                    f"{remaining} installed, MaxChargingProfilesInstalled is"
+                    f" {limits.max_installed}",
+                )
+        displaced = {profile_id: self._profiles.pop(profile_id) for profile_id in replaced}
+        self._profiles[profile.profile_id] = profile
+        return replaced, displaced
 
-    def _replaced_by(self, conn: sqlite3.Connection, profile: ChargingProfile) -> tuple[int, ...]:
+    def _undo(self, profile: ChargingProfile, displaced: Mapping[int, ChargingProfile]) -> None:
+        """Take back an install the store refused (what changed since stays)."""
+        if self._profiles.get(profile.profile_id) is profile:
+            del self._profiles[profile.profile_id]
+        for profile_id, old in displaced.items():
+            self._profiles.setdefault(profile_id, old)
+
+    def _replaced_by(self, profile: ChargingProfile) -> tuple[int, ...]:
         """Ids `profile` replaces under 1.6 section 3.13.2: same id, or same place."""
-        rows = conn.execute(
-            "SELECT profile_id FROM charging_profiles WHERE profile_id = ?"
-            " OR (purpose = ? AND evse_id = ? AND stack_level = ?) ORDER BY profile_id",
-            (profile.profile_id, str(profile.purpose), profile.evse_id, profile.stack_level),
-        ).fetchall()
-        return tuple(int(row[0]) for row in rows)
+        return tuple(
+            other.profile_id
+            for other in self._sorted()
+            if other.profile_id == profile.profile_id
+            or (
+                other.purpose is profile.purpose
+                and other.evse_id == profile.evse_id
+                and other.stack_level == profile.stack_level
+            )
+        )
 
-    def _refusing_overlap(
-        self, conn: sqlite3.Connection, profile: ChargingProfile
-    ) -> tuple[int, ...]:
+    def _refusing_overlap(self, profile: ChargingProfile) -> tuple[int, ...]:
         """Ids `profile` replaces under 2.0.1 K01 (same id only); raise ProfileRejectedError
         if another installed profile conflicts with it."""
-        purpose = str(profile.purpose)
-        rows = conn.execute(
-            "SELECT body FROM charging_profiles WHERE purpose = ? AND stack_level = ?"
-            " AND profile_id != ?",
-            (purpose, profile.stack_level, profile.profile_id),
-        ).fetchall()
-        for (body,) in rows:
-            other = decode_profile(body)
+        for other in self._sorted():
+            if (
+                other.profile_id == profile.profile_id
+                or other.purpose is not profile.purpose
+                or other.stack_level != profile.stack_level
+            ):
+                continue
             if profile.purpose is ProfilePurpose.TX:
                 if other.transaction_id == profile.transaction_id:  # K01.FR.39
                     raise self._conflict(profile, other, "same stack level and transaction")
@@ -331,11 +424,7 @@ class ProfileStore:
                 other.evse_id,
             ):  # K01.FR.52, K01.FR.53
                 raise self._conflict(profile, other, "EVSE 0 and an EVSE on one stack level")
-        same_id = conn.execute(
-            "SELECT profile_id FROM charging_profiles WHERE profile_id = ?",
-            (profile.profile_id,),
-        ).fetchone()
-        return () if same_id is None else (int(same_id[0]),)
+        return (profile.profile_id,) if profile.profile_id in self._profiles else ()
 
     @staticmethod
     def _conflict(
@@ -347,25 +436,19 @@ class ProfileStore:
             f"profile {profile.profile_id} conflicts with {other.profile_id}: {why}",
         )
 
-    @staticmethod
-    def _count(conn: sqlite3.Connection) -> int:
-        """How many profiles are installed."""
-        return int(conn.execute("SELECT COUNT(*) FROM charging_profiles").fetchone()[0])
-
     # -- reads ----------------------------------------------------------------------------
+
+    def _sorted(self) -> list[ChargingProfile]:
+        """Every installed profile, by id."""
+        return [self._profiles[profile_id] for profile_id in sorted(self._profiles)]
 
     def count(self) -> int:
         """How many profiles are installed."""
-        return self._count(self._conn) - len(self._doomed)
+        return len(self._profiles)
 
     def get(self, profile_id: int) -> ChargingProfile | None:
         """The installed profile with id `profile_id`, or None."""
-        if profile_id in self._doomed:
-            return None
-        row = self._conn.execute(
-            "SELECT body FROM charging_profiles WHERE profile_id = ?", (profile_id,)
-        ).fetchone()
-        return None if row is None else decode_profile(row[0])
+        return self._profiles.get(profile_id)
 
     def profiles(
         self,
@@ -379,35 +462,8 @@ class ProfileStore:
 
         With no criteria: every installed profile (the composite schedule's input).
         """
-        where, params = self._criteria(profile_ids, evse_id, purpose, stack_level)
-        rows = self._conn.execute(
-            f"SELECT profile_id, body FROM charging_profiles{where} ORDER BY profile_id", params
-        ).fetchall()
-        return [decode_profile(body) for profile_id, body in rows if profile_id not in self._doomed]
-
-    @staticmethod
-    def _criteria(
-        profile_ids: Collection[int] | None,
-        evse_id: int | None,
-        purpose: ProfilePurpose | None,
-        stack_level: int | None,
-    ) -> tuple[str, list[object]]:
-        """A WHERE clause (or "") and its parameters for the given criteria."""
-        clauses: list[str] = []
-        params: list[object] = []
-        if profile_ids is not None:
-            ids = list(profile_ids)
-            clauses.append(f"profile_id IN ({','.join('?' * len(ids))})" if ids else "0")
-            params.extend(ids)
-        for column, value in (
-            ("evse_id", evse_id),
-            ("purpose", None if purpose is None else str(purpose)),
-            ("stack_level", stack_level),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = ?")  # column names are our constants
-                params.append(value)
-        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+        matches = _criteria(profile_ids, evse_id, purpose, stack_level)
+        return [profile for profile in self._sorted() if matches(profile)]
 
     # -- removals -------------------------------------------------------------------------
 
@@ -421,12 +477,13 @@ class ProfileStore:
     ) -> list[int]:
         """Remove the profiles matching every given criterion (no criteria: all of them);
         return their ids, empty if none matched."""
-        where, params = self._criteria(profile_ids, evse_id, purpose, stack_level)
-        return self._delete_where(where, params)
+        return self._remove(_criteria(profile_ids, evse_id, purpose, stack_level))
 
     def clear_transaction(self, transaction_id: str) -> list[int]:
         """Remove the TX profiles of a transaction that ended; return their ids."""
-        return self._delete_where(" WHERE transaction_id = ?", [transaction_id])
+        return self._remove(
+            lambda p: p.purpose is ProfilePurpose.TX and p.transaction_id == transaction_id
+        )
 
     def clear_expired(self, now: datetime) -> list[int]:
         """Remove the profiles whose validity ended at or before `now`; return their ids.
@@ -435,42 +492,88 @@ class ProfileStore:
         """
         if now.utcoffset() is None:
             raise ValueError(f"naive datetime {now!r}: the store takes aware times")
-        return self._delete_where(
-            " WHERE valid_to_us IS NOT NULL AND valid_to_us <= ?", [_to_us(now)]
-        )
+        return self._remove(lambda p: p.valid_to is not None and p.valid_to <= now)
 
-    def _delete_where(self, where: str, params: Iterable[object]) -> list[int]:
-        """Delete the rows selected by `where` in one transaction; return their ids.
-
-        If the store refuses, they are removed in memory (module docstring)."""
-        values = list(params)
-        rows = self._conn.execute(
-            f"SELECT profile_id FROM charging_profiles{where} ORDER BY profile_id", values
-        ).fetchall()
-        ids = [int(row[0]) for row in rows if int(row[0]) not in self._doomed]
-        if not ids and not self._doomed:
+    def _remove(self, matches: Callable[[ChargingProfile], bool]) -> list[int]:
+        """Remove the matching profiles now and write the removal behind; return their ids."""
+        ids = [profile.profile_id for profile in self._sorted() if matches(profile)]
+        if not ids:
             return []  # nothing to write (the smart-charging loop asks often)
-        try:
-            with self._store.writing() as conn:
-                self._delete_doomed(conn)
-                conn.execute(f"DELETE FROM charging_profiles{where}", values)
-        except sqlite3.Error as exc:
-            if ids:
-                _log.error(
-                    "profiles %s removed in memory only, the store refused (%s): a restart"
-                    " before the next successful write brings them back",
-                    ids,
-                    describe(exc),
-                )
-            self._doomed.update(ids)
-            return ids
-        self._doomed.clear()
+        for profile_id in ids:
+            del self._profiles[profile_id]
+        self._write(_replace_write(ids, None))
         return ids
 
-    def _delete_doomed(self, conn: sqlite3.Connection) -> None:
-        """Delete the profiles removed in memory only (inside the caller's transaction)."""
-        if self._doomed:
-            conn.executemany(
-                "DELETE FROM charging_profiles WHERE profile_id = ?",
-                [(profile_id,) for profile_id in sorted(self._doomed)],
-            )
+    # -- writing --------------------------------------------------------------------------
+
+    def _write(self, action: Write) -> Future[None] | None:
+        """Queue `action` on the store's writer (after a refused write: a rewrite of the
+        whole table from memory instead); None when nothing is written (`memory_only`,
+        or the store is closed)."""
+        if self._memory_only:
+            return None
+        if self._stale:
+            self._stale = False
+            action = _rewrite(list(self._profiles.values()))
+        try:
+            future = self._store.start_write(action)
+        except sqlite3.ProgrammingError:  # the store closed first (shutting down)
+            _log.warning("charging profile change not written: the store is closed")
+            return None
+        future.add_done_callback(self._written)
+        self._last_write = future
+        return future
+
+    async def written(self) -> bool:
+        """Wait until every change so far has been written or refused; True if the store
+        holds what readers see (False: a refused change waits for the next write)."""
+        last = self._last_write
+        if last is not None and not last.done():
+            # Writes run in order: the last one done, all are. A failure sets `_stale`.
+            with contextlib.suppress(sqlite3.Error):
+                await _uncancellable(last)
+        return not self._stale
+
+    def _written(self, done: Future[None]) -> None:
+        """After a write (on the writer's thread): a refused one leaves the table behind
+        memory, so the next write rewrites it whole."""
+        exc = None if done.cancelled() else done.exception()
+        if exc is None:
+            return
+        self._stale = True
+        _log.warning(
+            "charging profiles: a change was not stored (%s); the next write stores them"
+            " all (a restart before brings back the stored ones)",
+            describe(exc),
+        )
+
+
+async def _uncancellable(future: Future[None]) -> None:
+    """Await a write's future; cancelling the waiter leaves the write to run (its
+    outcome is then only `ProfileStore._written`'s)."""
+    if future.done():
+        future.result()
+        return
+    waited = asyncio.wrap_future(future)
+    waited.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved
+    await asyncio.shield(waited)
+
+
+def _criteria(
+    profile_ids: Collection[int] | None,
+    evse_id: int | None,
+    purpose: ProfilePurpose | None,
+    stack_level: int | None,
+) -> Callable[[ChargingProfile], bool]:
+    """Whether a profile matches every given criterion (None: any)."""
+    ids = None if profile_ids is None else set(profile_ids)
+
+    def matches(profile: ChargingProfile) -> bool:
+        return (
+            (ids is None or profile.profile_id in ids)
+            and (evse_id is None or profile.evse_id == evse_id)
+            and (purpose is None or profile.purpose is purpose)
+            and (stack_level is None or profile.stack_level == stack_level)
+        )
+
+    return matches

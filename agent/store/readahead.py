@@ -11,10 +11,13 @@ round trip (bench/README.md, throughput). Here:
   (`start`, last read], pending entries only ever settle (delivered, dropped) and never
   come back, and an entry that becomes durable later has a higher seq than every
   durable one (entries commit in seq order). A question about seqs below `start` is a
-  miss: the store reads again. With each entry it keeps its position among its
-  transaction's entries (2.0.1 seqNo), counted in the same query: every entry before a
-  durable one is durable too, so the database's count is the whole count, and it cannot
-  change while the entry is pending (only settled transactions are pruned).
+  miss: the store reads again. Entries stay held until the next read, handed out or
+  not, so the mark of an entry the sender already looked past (it prepares the next
+  CALL while the CSMS answers one) finds it here. With each entry it keeps its
+  position among its transaction's entries (2.0.1 seqNo), counted in the same query:
+  every entry before a durable one is durable too, so the database's count is the
+  whole count, and it cannot change while the entry is pending (only settled
+  transactions are pruned).
 - `RecordCache` keeps the newest TxRecords by local id, bounded.
 
 Both are write-through: the store updates them with every value it acknowledges for an
@@ -26,6 +29,7 @@ This module must not: touch SQLite, or decide what is durable (the writer does).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import OrderedDict
 from typing import Final
 
@@ -42,36 +46,39 @@ CACHED_TRANSACTIONS: Final = 64
 class ReadAhead:
     """A run of durable pending outbox entries read ahead, in seq order (module docstring)."""
 
-    __slots__ = ("_entries", "_positions", "_start")
+    __slots__ = ("_entries", "_positions", "_seqs", "_start")
 
     def __init__(self) -> None:
-        self._entries: OrderedDict[int, PendingEntry] = OrderedDict()
+        self._entries: dict[int, PendingEntry] = {}
         self._positions: dict[int, int] = {}
+        self._seqs: list[int] = []  # the keys of `_entries`, ascending
         self._start = 0  # every durable pending entry above this seq, as read, is held
 
     def fill(self, start: int, entries: list[tuple[PendingEntry, int]]) -> None:
         """Hold `entries` (each with its position in its transaction): every durable
         pending entry with seq > `start` read just now (the first ones, in seq order;
         more may follow them in the database)."""
-        self._entries = OrderedDict((pending.entry.seq, pending) for pending, _ in entries)
+        self._entries = {pending.entry.seq: pending for pending, _ in entries}
         self._positions = {pending.entry.seq: position for pending, position in entries}
+        self._seqs = sorted(self._entries)
         self._start = start
 
     def next_after(self, after_seq: int) -> PendingEntry | None:
         """The lowest held pending entry with seq > `after_seq`; None when this run cannot
-        answer (empty, or `after_seq` is below what it covers): read again."""
+        answer (empty, or `after_seq` is below what it covers): read again.
+
+        Entries stay held after they were handed out, settled or not, until the next
+        fill: the outbox sender asks for the entry after one it has not settled yet (it
+        prepares the next CALL while the CSMS answers), then marks that one delivered,
+        and the mark finds its entry here instead of in the database.
+        """
         if after_seq < self._start:
-            self._entries.clear()
+            self.clear()
             return None
-        entries = self._entries
-        while entries:
-            seq, pending = next(iter(entries.items()))
-            if pending.state != PENDING:  # settled: never the answer again
-                entries.popitem(last=False)
-            elif seq <= after_seq:  # still pending, but no longer followed from here
-                entries.popitem(last=False)
-                self._start = max(self._start, seq)
-            else:
+        seqs, entries = self._seqs, self._entries
+        for index in range(bisect_right(seqs, after_seq), len(seqs)):
+            pending = entries[seqs[index]]
+            if pending.state == PENDING:  # settled ones are never the answer again
                 return pending
         return None
 
@@ -94,8 +101,9 @@ class ReadAhead:
 
     def clear(self) -> None:
         """Forget everything (entries were deleted underneath)."""
-        self._entries.clear()
-        self._positions.clear()
+        self._entries = {}
+        self._positions = {}
+        self._seqs = []
         self._start = 0
 
     def __len__(self) -> int:

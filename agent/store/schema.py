@@ -71,6 +71,14 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX outbox_state_seq ON outbox (state, seq)",
         "CREATE INDEX outbox_tx ON outbox (tx_local_id, seq)",
     ),
+    (
+        # An entry's position among its transaction's entries (2.0.1 seqNo), fixed when
+        # it is written, so that deleting delivered entries never shifts the later ones.
+        "ALTER TABLE outbox ADD COLUMN position INTEGER NOT NULL DEFAULT 0",
+        """UPDATE outbox SET position = (
+            SELECT COUNT(*) FROM outbox AS o
+            WHERE o.tx_local_id = outbox.tx_local_id AND o.seq < outbox.seq)""",
+    ),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 from agent.core.ports import Clock
+from agent.core.tasks import sleep_unless
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -109,7 +110,7 @@ def describe(exc: BaseException) -> str:
     return f"{name}: {exc}" if name else f"{type(exc).__name__}: {exc}"
 
 
-class _Listener:
+class Listener:
     """A callback and the event loop it must run on (None: call it where we are)."""
 
     __slots__ = ("callback", "loop")
@@ -187,8 +188,8 @@ class JournalWriter:
         self._stopping = False
         self._closed = False
         self._reported: tuple[bool, bool] = (True, True)
-        self._durable_listeners: list[_Listener] = []
-        self._health_listeners: list[_Listener] = []
+        self._durable_listeners: list[Listener] = []
+        self._health_listeners: list[Listener] = []
         self._thread: threading.Thread | None = None
         if threaded:
             self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -492,12 +493,26 @@ class JournalWriter:
             remove_h()
 
     async def retry_forever(self, clock: Clock, interval_s: float = RETRY_INTERVAL_S) -> None:
-        """Every `interval_s` of `clock`, try again if writes are failing (run as a task)."""
-        while True:
-            await clock.sleep(interval_s)
-            health = self.health
-            if health.backlog and not health.writable:
-                self.retry_now()
+        """Run as a task: wait (without waking) until writes fail, then try again every
+        `interval_s` of `clock` until they succeed; then wait again."""
+        changed = asyncio.Event()  # set by the health listener: a failure, a recovery
+        unsubscribe = self.subscribe_health(changed.set)
+        try:
+            while True:
+                changed.clear()
+                if not self._failing():
+                    await changed.wait()
+                    continue
+                await sleep_unless(clock.sleep, interval_s, changed)
+                if not changed.is_set() and self._failing():
+                    self.retry_now()
+        finally:
+            unsubscribe()
+
+    def _failing(self) -> bool:
+        """Whether writes wait in the backlog because the last attempt failed."""
+        health = self.health
+        return bool(health.backlog) and not health.writable
 
     def close(self) -> bool:
         """Make a last attempt, stop the thread; True if nothing was left unwritten."""
@@ -531,8 +546,8 @@ class JournalWriter:
         return self._subscribe(self._health_listeners, callback)
 
     @staticmethod
-    def _subscribe(listeners: list[_Listener], callback: Callable[[], None]) -> Callable[[], None]:
-        listener = _Listener(callback)
+    def _subscribe(listeners: list[Listener], callback: Callable[[], None]) -> Callable[[], None]:
+        listener = Listener(callback)
         listeners.append(listener)
 
         def unsubscribe() -> None:

@@ -128,7 +128,7 @@ def test_fleet_stations_differ_only_in_id_and_keep_nothing_on_disk() -> None:
     template = fleet_template(FleetOptions(url="ws://127.0.0.1:9/ocpp", version="2.0.1"))
     config = station_config(template, "CP-0042")
     assert config.station.id == "CP-0042"
-    assert str(config.store.path) == ":memory:"
+    assert str(config.store.path) == "memory:"  # agent.store.MEMORY_PATH: a MemoryStore
     assert not config.api.enabled
     assert config.csms.ocpp_versions == ("2.0.1",)
     assert config.settings["OCPPCommCtrlr/HeartbeatInterval"] == "10"

@@ -1,4 +1,5 @@
-"""Local authorization list and authorization cache on a real SQLite store file.
+"""Local authorization list and authorization cache on a real SQLite store file (and,
+where a test takes the `store` fixture, on fleet mode's MemoryStore too).
 
 The list's update rules follow OCPP 1.6 SendLocalList / GetLocalListVersion and 2.0.1
 D01/D02 (the adapters map the exceptions to wire statuses); the cache follows 1.6
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from agent.core.events import AuthStatus
-from agent.store import Store
+from agent.store import MemoryStore, Store
 from agent.store.auth import (
     AuthCache,
     AuthEntry,
@@ -52,10 +53,13 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "agent.db"
 
 
-@pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    with Store(db_path) as s:
-        yield s
+@pytest.fixture(params=["sqlite", "python"])
+def store(request: pytest.FixtureRequest, db_path: Path) -> Iterator[Store]:
+    """A store file, and fleet mode's MemoryStore (its list in a SQLite database it opens
+    for the first update; its cache in memory only)."""
+    opened = Store(db_path) if request.param == "sqlite" else MemoryStore()
+    with opened as s:
+        yield s  # type: ignore[misc]  # both satisfy the TableHost the stores take
 
 
 @pytest.fixture
@@ -398,7 +402,7 @@ async def test_a_status_this_agent_does_not_know_reads_as_invalid(
     store: Store, local_list: LocalAuthList
 ) -> None:
     await local_list.replace(1, [accepted("A")], max_length=5)
-    store._conn.execute("UPDATE auth_list SET status = 'from_the_future'")
+    store.connection.execute("UPDATE auth_list SET status = 'from_the_future'")
     assert local_list.get("A") == AuthEntry("A", AuthStatus.INVALID)
 
 

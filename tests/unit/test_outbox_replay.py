@@ -21,13 +21,13 @@ import pytest
 from agent.core.ports import OutboxEntry, StopReason, TxEventKind, TxRecord
 from agent.ocpp.outbox import OutboxSender, Skip
 from agent.ocpp.rpc import ConnectionLost, RpcError
-from agent.store import Store
+from agent.store import MemoryStore, Store
 from agent.store.readahead import READ_AHEAD_ENTRIES
 from drivers.types import TokenType
 from tests.fakes import FakeClock
 
 T0 = datetime(2025, 2, 1, 6, 0, tzinfo=UTC)
-MODES = ("background", "inline-file", "memory")
+MODES = ("background", "inline-file", "memory", "python")  # python: MemoryStore (fleet mode)
 
 
 @pytest.fixture(params=MODES)
@@ -39,6 +39,8 @@ def mode(request: pytest.FixtureRequest) -> str:
 def store(mode: str, tmp_path: Path) -> Iterator[Store]:
     if mode == "memory":
         opened = Store(":memory:")
+    elif mode == "python":
+        opened = MemoryStore()  # type: ignore[assignment]  # the same contract
     else:
         opened = Store(tmp_path / "agent.db", background=mode == "background")
     with opened as s:

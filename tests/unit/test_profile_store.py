@@ -1,13 +1,17 @@
-"""Installed charging profiles on a real SQLite store file (agent.store.profiles).
+"""Installed charging profiles (agent.store.profiles) on a real SQLite store file and on
+fleet mode's MemoryStore (where they live in memory only).
 
 Pins the replacement rules of OCPP 1.6 section 3.13.1/3.13.2 (`ConflictRule.REPLACE`)
 and the refusals of 2.0.1 K01 (`ConflictRule.REFUSE_OVERLAP`), that a rejected or failed
-install changes nothing, and that profiles survive a restart.
+install changes nothing, that an install returns once durable and a removal is written
+behind, and that profiles survive a restart.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -28,7 +32,7 @@ from agent.core.profiles import (
     RejectReason,
     SchedulePeriod,
 )
-from agent.store import Store
+from agent.store import AgentStore, MemoryStore, Store
 from agent.store.profiles import (
     ConflictRule,
     ProfileNotStoredError,
@@ -77,16 +81,21 @@ def store(db_path: Path) -> Iterator[Store]:
         yield s
 
 
-@pytest.fixture
-def profiles(store: Store) -> ProfileStore:
-    return ProfileStore(store)
+@pytest.fixture(params=["sqlite", "python"])
+def profiles(request: pytest.FixtureRequest, db_path: Path) -> Iterator[ProfileStore]:
+    """A ProfileStore over a SQLite file, and over a MemoryStore."""
+    host: AgentStore = Store(db_path) if request.param == "sqlite" else MemoryStore()
+    try:
+        yield ProfileStore(host)
+    finally:
+        host.close()
 
 
 def ids(profile_store: ProfileStore) -> list[int]:
     return [profile.profile_id for profile in profile_store.profiles()]
 
 
-def test_a_profile_reads_back_as_installed_after_a_restart(db_path: Path) -> None:
+async def test_a_profile_reads_back_as_installed_after_a_restart(db_path: Path) -> None:
     cest = timezone(timedelta(hours=2))
     rich = ChargingProfile(
         profile_id=7,
@@ -106,7 +115,7 @@ def test_a_profile_reads_back_as_installed_after_a_restart(db_path: Path) -> Non
         ),
     )
     with Store(db_path) as store:
-        ProfileStore(store).install(rich, LIMITS)
+        await ProfileStore(store).install(rich, LIMITS)
 
     with Store(db_path) as store:
         stored = ProfileStore(store).get(7)
@@ -115,36 +124,36 @@ def test_a_profile_reads_back_as_installed_after_a_restart(db_path: Path) -> Non
     assert stored is not None and stored.valid_from == T0  # 10:00+02:00 is 08:00 UTC
 
 
-def test_a_profile_with_an_installed_id_replaces_it_wherever_it_was(
+async def test_a_profile_with_an_installed_id_replaces_it_wherever_it_was(
     profiles: ProfileStore,
 ) -> None:
-    profiles.install(make(1, 16.0), LIMITS)
+    await profiles.install(make(1, 16.0), LIMITS)
 
-    replaced = profiles.install(make(1, 10.0, evse_id=2, stack_level=4), LIMITS)
+    replaced = await profiles.install(make(1, 10.0, evse_id=2, stack_level=4), LIMITS)
 
     assert replaced == (1,)
     assert profiles.profiles() == [make(1, 10.0, evse_id=2, stack_level=4)]
 
 
-def test_same_purpose_and_stack_level_on_an_evse_replaces_the_installed_profile(
+async def test_same_purpose_and_stack_level_on_an_evse_replaces_the_installed_profile(
     profiles: ProfileStore,
 ) -> None:
     # OCPP 1.6 section 3.13.2.
-    profiles.install(make(1, 16.0), LIMITS)
-    profiles.install(make(2, 16.0, stack_level=1), LIMITS)
+    await profiles.install(make(1, 16.0), LIMITS)
+    await profiles.install(make(2, 16.0, stack_level=1), LIMITS)
 
-    replaced = profiles.install(make(3, 6.0), LIMITS)
+    replaced = await profiles.install(make(3, 6.0), LIMITS)
 
     assert replaced == (1,)
     assert ids(profiles) == [2, 3]
 
 
-def test_an_evse_tx_default_does_not_remove_the_evse_zero_one(profiles: ProfileStore) -> None:
+async def test_an_evse_tx_default_does_not_remove_the_evse_zero_one(profiles: ProfileStore) -> None:
     # 1.6 section 3.13.1: replaced "only for that specific connector"; the composite
     # shadows it on EVSE 1 and EVSE 2 keeps it.
-    profiles.install(make(1, 20.0, evse_id=0), LIMITS)
+    await profiles.install(make(1, 20.0, evse_id=0), LIMITS)
 
-    assert profiles.install(make(2, 12.0, evse_id=1), LIMITS) == ()
+    assert await profiles.install(make(2, 12.0, evse_id=1), LIMITS) == ()
 
     installed = profiles.profiles()
     assert ids(profiles) == [1, 2]
@@ -155,13 +164,13 @@ def test_an_evse_tx_default_does_not_remove_the_evse_zero_one(profiles: ProfileS
         assert composite.limit_at(T0) == expected_a
 
 
-def test_a_tx_profile_replaces_the_one_on_its_stack_level_and_evse(
+async def test_a_tx_profile_replaces_the_one_on_its_stack_level_and_evse(
     profiles: ProfileStore,
 ) -> None:
-    profiles.install(tx(1, "tx-1"), LIMITS)
-    profiles.install(tx(2, "tx-1", evse_id=2), LIMITS)
+    await profiles.install(tx(1, "tx-1"), LIMITS)
+    await profiles.install(tx(2, "tx-1", evse_id=2), LIMITS)
 
-    assert profiles.install(tx(3, "tx-1", limit_a=8.0), LIMITS) == (1,)
+    assert await profiles.install(tx(3, "tx-1", limit_a=8.0), LIMITS) == (1,)
     assert ids(profiles) == [2, 3]
 
 
@@ -181,26 +190,25 @@ def test_a_tx_profile_replaces_the_one_on_its_stack_level_and_evse(
     ],
     ids=["negative limit", "stack level", "validity", "unit"],
 )
-def test_a_rejected_profile_changes_nothing(
+async def test_a_rejected_profile_changes_nothing(
     profiles: ProfileStore, bad: ChargingProfile, reason: RejectReason
 ) -> None:
     amps_only = replace(LIMITS, allowed_units=frozenset({RateUnit.AMPERE}))
-    profiles.install(make(1), LIMITS)
-    profiles.install(make(9, stack_level=2), LIMITS)
+    await profiles.install(make(1), LIMITS)
+    await profiles.install(make(9, stack_level=2), LIMITS)
     before = profiles.profiles()
 
     # Would replace profile 9 (same id) and, at stack level 0, profile 1.
     with pytest.raises(ProfileRejectedError) as caught:
-        profiles.install(bad, amps_only)
+        await profiles.install(bad, amps_only)
 
     assert caught.value.reason is reason
     assert profiles.profiles() == before
 
 
-def test_an_install_that_fails_half_way_leaves_the_replaced_profile(
-    store: Store, profiles: ProfileStore
-) -> None:
-    profiles.install(make(1, 16.0), LIMITS)
+async def test_an_install_that_fails_half_way_leaves_the_replaced_profile(store: Store) -> None:
+    profiles = ProfileStore(store)
+    await profiles.install(make(1, 16.0), LIMITS)
     with store.writing() as conn:  # the disk fails on the insert, after the delete
         conn.execute(
             "CREATE TRIGGER fail_99 BEFORE INSERT ON charging_profiles"
@@ -208,93 +216,138 @@ def test_an_install_that_fails_half_way_leaves_the_replaced_profile(
         )
 
     with pytest.raises(ProfileNotStoredError, match="write failed") as caught:
-        profiles.install(make(99, 6.0), LIMITS)
+        await profiles.install(make(99, 6.0), LIMITS)
 
     assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
 
     assert profiles.profiles() == [make(1, 16.0)]
 
 
-def test_the_installed_maximum_counts_what_the_new_profile_replaces(
+def file_ids(path: Path) -> list[int]:
+    """The profile ids a fresh connection reads from the file: what a power cut keeps."""
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT profile_id FROM charging_profiles ORDER BY profile_id")
+        return [int(row[0]) for row in rows.fetchall()]
+    finally:
+        conn.close()
+
+
+async def test_an_install_returns_once_durable_and_never_holds_the_event_loop(
+    db_path: Path,
+) -> None:
+    # SetChargingProfile answers Accepted when install returns: the profile must be in
+    # the file by then, committed by the store's writer thread, not on the event loop.
+    with Store(db_path) as store:
+        profiles = ProfileStore(store)
+        busy, release = threading.Event(), threading.Event()
+
+        def occupy(_conn: sqlite3.Connection) -> None:
+            busy.set()
+            release.wait(5)
+
+        writer_busy = store.start_write(occupy)  # a slow disk: the writer thread waits
+        assert busy.wait(5)
+        installing = asyncio.create_task(profiles.install(make(1), LIMITS))
+        for _ in range(5):
+            await asyncio.sleep(0)  # the loop runs on while the write waits
+        assert not installing.done()
+        assert file_ids(db_path) == []
+
+        release.set()
+        assert await installing == ()
+        assert file_ids(db_path) == [1]
+        writer_busy.result(5)
+
+        assert profiles.clear(profile_ids=[1]) == [1]  # a removal is written behind
+        assert await profiles.written()
+        assert file_ids(db_path) == []
+
+
+async def test_the_installed_maximum_counts_what_the_new_profile_replaces(
     profiles: ProfileStore,
 ) -> None:
     two = replace(LIMITS, max_installed=2)
-    profiles.install(make(1), two)
-    profiles.install(make(2, stack_level=1), two)
+    await profiles.install(make(1), two)
+    await profiles.install(make(2, stack_level=1), two)
 
     with pytest.raises(ProfileRejectedError) as caught:
-        profiles.install(make(3, stack_level=2), two)
+        await profiles.install(make(3, stack_level=2), two)
 
     assert caught.value.reason is RejectReason.TOO_MANY_PROFILES
-    assert profiles.install(make(4, 6.0, stack_level=1), two) == (2,)
+    assert await profiles.install(make(4, 6.0, stack_level=1), two) == (2,)
     assert ids(profiles) == [1, 4]
     assert profiles.count() == 2
 
 
-def test_a_tx_profile_for_no_running_transaction_is_rejected(profiles: ProfileStore) -> None:
+async def test_a_tx_profile_for_no_running_transaction_is_rejected(profiles: ProfileStore) -> None:
     with pytest.raises(ProfileRejectedError) as caught:
-        profiles.install(tx(1, "tx-1"), LIMITS, active_transactions={2: "tx-1"})
+        await profiles.install(tx(1, "tx-1"), LIMITS, active_transactions={2: "tx-1"})
 
     assert caught.value.reason is RejectReason.NO_ACTIVE_TRANSACTION
-    assert profiles.install(tx(1, "tx-1"), LIMITS, active_transactions={1: "tx-1"}) == ()
+    assert await profiles.install(tx(1, "tx-1"), LIMITS, active_transactions={1: "tx-1"}) == ()
 
 
 # -- 2.0.1: refuse instead of replace ------------------------------------------------------
 
 
-def test_refuse_overlap_still_replaces_the_same_id(profiles: ProfileStore) -> None:
-    profiles.install(make(1, 16.0), LIMITS, conflicts=REFUSE)
+async def test_refuse_overlap_still_replaces_the_same_id(profiles: ProfileStore) -> None:
+    await profiles.install(make(1, 16.0), LIMITS, conflicts=REFUSE)
 
-    assert profiles.install(make(1, 8.0), LIMITS, conflicts=REFUSE) == (1,)  # K01.FR.05
+    assert await profiles.install(make(1, 8.0), LIMITS, conflicts=REFUSE) == (1,)  # K01.FR.05
     assert profiles.profiles() == [make(1, 8.0)]
 
 
-def test_refuse_overlap_rejects_a_second_profile_in_the_same_place(
+async def test_refuse_overlap_rejects_a_second_profile_in_the_same_place(
     profiles: ProfileStore,
 ) -> None:
     # K01.FR.06: same purpose, stack level and EVSE with overlapping validity.
-    profiles.install(make(1, valid_to=T0 + timedelta(hours=2)), LIMITS, conflicts=REFUSE)
+    await profiles.install(make(1, valid_to=T0 + timedelta(hours=2)), LIMITS, conflicts=REFUSE)
 
     with pytest.raises(ProfileRejectedError) as caught:
-        profiles.install(make(2, valid_from=T0 + timedelta(hours=1)), LIMITS, conflicts=REFUSE)
+        await profiles.install(
+            make(2, valid_from=T0 + timedelta(hours=1)), LIMITS, conflicts=REFUSE
+        )
 
     assert caught.value.reason is RejectReason.CONFLICTING_PROFILE
     assert ids(profiles) == [1]
 
 
-def test_refuse_overlap_accepts_back_to_back_validity_windows(profiles: ProfileStore) -> None:
-    profiles.install(make(1, valid_to=T0 + timedelta(hours=2)), LIMITS, conflicts=REFUSE)
-    profiles.install(make(2, valid_from=T0 + timedelta(hours=2)), LIMITS, conflicts=REFUSE)
-    profiles.install(make(3, evse_id=2), LIMITS, conflicts=REFUSE)
+async def test_refuse_overlap_accepts_back_to_back_validity_windows(profiles: ProfileStore) -> None:
+    await profiles.install(make(1, valid_to=T0 + timedelta(hours=2)), LIMITS, conflicts=REFUSE)
+    await profiles.install(make(2, valid_from=T0 + timedelta(hours=2)), LIMITS, conflicts=REFUSE)
+    await profiles.install(make(3, evse_id=2), LIMITS, conflicts=REFUSE)
 
     assert ids(profiles) == [1, 2, 3]
 
 
-def test_refuse_overlap_rejects_a_tx_profile_on_a_taken_stack_level(
+async def test_refuse_overlap_rejects_a_tx_profile_on_a_taken_stack_level(
     profiles: ProfileStore,
 ) -> None:
-    profiles.install(tx(1, "tx-1"), LIMITS, conflicts=REFUSE)
+    await profiles.install(tx(1, "tx-1"), LIMITS, conflicts=REFUSE)
 
     with pytest.raises(ProfileRejectedError) as caught:  # K01.FR.39
-        profiles.install(tx(2, "tx-1", valid_from=T0 + timedelta(days=1)), LIMITS, conflicts=REFUSE)
+        await profiles.install(
+            tx(2, "tx-1", valid_from=T0 + timedelta(days=1)), LIMITS, conflicts=REFUSE
+        )
 
     assert caught.value.reason is RejectReason.CONFLICTING_PROFILE
-    profiles.install(tx(3, "tx-2", evse_id=2), LIMITS, conflicts=REFUSE)
+    await profiles.install(tx(3, "tx-2", evse_id=2), LIMITS, conflicts=REFUSE)
     assert ids(profiles) == [1, 3]
 
 
 @pytest.mark.parametrize(("first_evse", "second_evse"), [(1, 0), (0, 1)])
-def test_refuse_overlap_keeps_evse_zero_and_evse_tx_defaults_off_one_level(
+async def test_refuse_overlap_keeps_evse_zero_and_evse_tx_defaults_off_one_level(
     profiles: ProfileStore, first_evse: int, second_evse: int
 ) -> None:
     # K01.FR.52 (EVSE 0 after an EVSE) and K01.FR.53 (an EVSE after EVSE 0).
-    profiles.install(make(1, evse_id=first_evse), LIMITS, conflicts=REFUSE)
+    await profiles.install(make(1, evse_id=first_evse), LIMITS, conflicts=REFUSE)
 
     with pytest.raises(ProfileRejectedError) as caught:
-        profiles.install(make(2, evse_id=second_evse), LIMITS, conflicts=REFUSE)
+        await profiles.install(make(2, evse_id=second_evse), LIMITS, conflicts=REFUSE)
 
     assert caught.value.reason is RejectReason.CONFLICTING_PROFILE
-    profiles.install(make(3, evse_id=second_evse, stack_level=1), LIMITS, conflicts=REFUSE)
+    await profiles.install(make(3, evse_id=second_evse, stack_level=1), LIMITS, conflicts=REFUSE)
     assert ids(profiles) == [1, 3]
 
 
@@ -302,7 +355,7 @@ def test_refuse_overlap_keeps_evse_zero_and_evse_tx_defaults_off_one_level(
 
 
 @pytest.fixture
-def installed(profiles: ProfileStore) -> ProfileStore:
+async def installed(profiles: ProfileStore) -> ProfileStore:
     for profile in (
         make(1, evse_id=0, purpose=STATION_MAX),
         make(2, evse_id=0),
@@ -311,7 +364,7 @@ def installed(profiles: ProfileStore) -> ProfileStore:
         tx(5, "tx-1", stack_level=2),
         tx(6, "tx-2", evse_id=2, stack_level=2),
     ):
-        profiles.install(profile, LIMITS)
+        await profiles.install(profile, LIMITS)
     return profiles
 
 
@@ -345,10 +398,10 @@ def test_a_transactions_tx_profiles_go_when_it_ends(installed: ProfileStore) -> 
     assert ids(installed) == [1, 2, 3, 4, 6]
 
 
-def test_expired_profiles_are_removed_at_their_valid_to(profiles: ProfileStore) -> None:
-    profiles.install(make(1, valid_to=T0 + timedelta(hours=1)), LIMITS)
-    profiles.install(make(2, stack_level=1, valid_to=T0 + timedelta(hours=2)), LIMITS)
-    profiles.install(make(3, stack_level=2), LIMITS)
+async def test_expired_profiles_are_removed_at_their_valid_to(profiles: ProfileStore) -> None:
+    await profiles.install(make(1, valid_to=T0 + timedelta(hours=1)), LIMITS)
+    await profiles.install(make(2, stack_level=1, valid_to=T0 + timedelta(hours=2)), LIMITS)
+    await profiles.install(make(3, stack_level=2), LIMITS)
 
     assert profiles.clear_expired(T0 + timedelta(minutes=59)) == []
     assert profiles.clear_expired(T0 + timedelta(hours=1)) == [1]
@@ -357,10 +410,12 @@ def test_expired_profiles_are_removed_at_their_valid_to(profiles: ProfileStore) 
         profiles.clear_expired(datetime(2025, 3, 1, 9, 0))
 
 
-def test_the_composite_of_the_stored_profiles_caps_a_transaction(installed: ProfileStore) -> None:
+async def test_the_composite_of_the_stored_profiles_caps_a_transaction(
+    installed: ProfileStore,
+) -> None:
     # Everything installed allows 16 A; a station maximum of 10 A on a higher stack
     # level prevails over the 16 A one and caps TX profile 5 of tx-1 on EVSE 1.
-    installed.install(make(7, 10.0, evse_id=0, purpose=STATION_MAX, stack_level=1), LIMITS)
+    await installed.install(make(7, 10.0, evse_id=0, purpose=STATION_MAX, stack_level=1), LIMITS)
 
     composite = composite_schedule(
         installed.profiles(),

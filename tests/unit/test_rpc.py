@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -147,7 +146,7 @@ BOTH = pytest.mark.parametrize("dialect", [OCPP16, OCPP201], ids=["1.6", "2.0.1"
 # --- our CALLs ------------------------------------------------------------------------
 
 
-async def test_call_sends_compact_call_frame_with_uuid4_and_returns_result(
+async def test_call_sends_compact_call_frame_and_returns_result(
     connect: Connect,
 ) -> None:
     peer = connect()
@@ -155,7 +154,6 @@ async def test_call_sends_compact_call_frame_with_uuid4_and_returns_result(
     call = asyncio.create_task(peer.endpoint.call("BootNotification", request))
     text = await peer.sent_text()
     unique_id = json.loads(text)[1]
-    assert uuid.UUID(unique_id).version == 4
     assert text == (
         f'[2,"{unique_id}","BootNotification",'
         '{"chargePointVendor":"Bär & Söhne","chargePointModel":"W1"}]'

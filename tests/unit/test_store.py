@@ -1,4 +1,10 @@
-"""Unit tests for agent.store.Store: journal, outbox and settings on real SQLite."""
+"""The store's contract: journal, outbox and settings, on both backends.
+
+Every test taking the `store` fixture runs on SQLite (`Store(":memory:")`, the
+production backend) and on fleet mode's plain-Python `MemoryStore`: what the port
+promises holds for both. Tests on a file (reopening it, its pragmas and schema) are
+SQLite's own.
+"""
 
 from __future__ import annotations
 
@@ -10,20 +16,29 @@ from pathlib import Path
 import pytest
 
 from agent.core.ports import StopReason, TxEventKind, TxRecord
-from agent.store import Store, StoreSchemaError
+from agent.store import AgentStore, MemoryStore, Store, StoreSchemaError
 from drivers.types import TokenType
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+BACKENDS = ("sqlite", "python")
 
 
-@pytest.fixture
-def store() -> Iterator[Store]:
-    with Store(":memory:") as s:
-        yield s
+def open_backend(backend: str) -> AgentStore:
+    """An empty store of `backend`, with each backend's default retention."""
+    return Store(":memory:") if backend == "sqlite" else MemoryStore()
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest) -> Iterator[AgentStore]:
+    opened = open_backend(str(request.param))
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 def begin(
-    store: Store, *, evse_id: int = 1, at: datetime = T0, meter_wh: float = 100.0
+    store: AgentStore, *, evse_id: int = 1, at: datetime = T0, meter_wh: float = 100.0
 ) -> TxRecord:
     return store.begin_transaction(
         evse_id=evse_id,
@@ -35,7 +50,7 @@ def begin(
     )
 
 
-def end(store: Store, local_id: int, *, at: datetime = T0 + timedelta(hours=1)) -> TxRecord:
+def end(store: AgentStore, local_id: int, *, at: datetime = T0 + timedelta(hours=1)) -> TxRecord:
     return store.end_transaction(
         local_id,
         stopped_at=at,
@@ -49,7 +64,7 @@ def end(store: Store, local_id: int, *, at: datetime = T0 + timedelta(hours=1)) 
 # -- settings ------------------------------------------------------------------------
 
 
-def test_setting_round_trip_and_overwrite(store: Store) -> None:
+def test_setting_round_trip_and_overwrite(store: AgentStore) -> None:
     assert store.get_setting("HeartbeatInterval") is None
     store.set_setting("HeartbeatInterval", "300")
     store.set_setting("HeartbeatInterval", "60")
@@ -69,7 +84,7 @@ def test_settings_survive_close_and_reopen(tmp_path: Path) -> None:
 # -- journal -------------------------------------------------------------------------
 
 
-def test_begin_returns_record_with_meter_start_as_last_meter(store: Store) -> None:
+def test_begin_returns_record_with_meter_start_as_last_meter(store: AgentStore) -> None:
     tx = store.begin_transaction(
         evse_id=2,
         connector_id=1,
@@ -85,7 +100,7 @@ def test_begin_returns_record_with_meter_start_as_last_meter(store: Store) -> No
     assert store.get_transaction(tx.local_id) == tx
 
 
-def test_begin_enqueues_one_started_entry_with_start_facts(store: Store) -> None:
+def test_begin_enqueues_one_started_entry_with_start_facts(store: AgentStore) -> None:
     tx = begin(store)
     [entry] = store.tx_entries(tx.local_id)
     assert entry.kind is TxEventKind.STARTED
@@ -96,7 +111,7 @@ def test_begin_enqueues_one_started_entry_with_start_facts(store: Store) -> None
     assert entry.payload["token_type"] == "ISO14443"
 
 
-def test_times_are_returned_as_aware_utc_whatever_offset_came_in(store: Store) -> None:
+def test_times_are_returned_as_aware_utc_whatever_offset_came_in(store: AgentStore) -> None:
     cest = timezone(timedelta(hours=2))
     tx = begin(store, at=datetime(2024, 5, 1, 14, 0, 0, 123456, tzinfo=cest))
     got = store.get_transaction(tx.local_id)
@@ -104,13 +119,13 @@ def test_times_are_returned_as_aware_utc_whatever_offset_came_in(store: Store) -
     assert got.started_at.utcoffset() == timedelta(0)
 
 
-def test_naive_datetime_is_refused(store: Store) -> None:
+def test_naive_datetime_is_refused(store: AgentStore) -> None:
     with pytest.raises(ValueError, match="naive"):
         begin(store, at=datetime(2024, 5, 1, 12, 0, 0))
     assert store.pending_count() == 0
 
 
-def test_record_meter_updates_last_meter_and_enqueues_only_when_asked(store: Store) -> None:
+def test_record_meter_updates_last_meter_and_enqueues_only_when_asked(store: AgentStore) -> None:
     tx = begin(store)
     store.record_meter(
         tx.local_id, at=T0 + timedelta(minutes=1), energy_wh=150.0, payload={}, enqueue=False
@@ -129,13 +144,13 @@ def test_record_meter_updates_last_meter_and_enqueues_only_when_asked(store: Sto
     assert store.tx_entries(tx.local_id)[1].payload == {"energy_wh": 200.0, "power_w": 7000}
 
 
-def test_record_meter_on_unknown_transaction_raises_key_error(store: Store) -> None:
+def test_record_meter_on_unknown_transaction_raises_key_error(store: AgentStore) -> None:
     with pytest.raises(KeyError):
         store.record_meter(99, at=T0, energy_wh=1.0, payload={}, enqueue=True)
     assert store.pending_count() == 0
 
 
-def test_record_meter_after_end_raises_and_enqueues_nothing(store: Store) -> None:
+def test_record_meter_after_end_raises_and_enqueues_nothing(store: AgentStore) -> None:
     tx = begin(store)
     end(store, tx.local_id)
     with pytest.raises(ValueError, match="ended"):
@@ -143,7 +158,7 @@ def test_record_meter_after_end_raises_and_enqueues_nothing(store: Store) -> Non
     assert len(store.tx_entries(tx.local_id)) == 2
 
 
-def test_end_closes_record_and_enqueues_ended(store: Store) -> None:
+def test_end_closes_record_and_enqueues_ended(store: AgentStore) -> None:
     tx = begin(store)
     stopped_at = T0 + timedelta(hours=1)
     closed = store.end_transaction(
@@ -168,7 +183,7 @@ def test_end_closes_record_and_enqueues_ended(store: Store) -> None:
     )
 
 
-def test_end_twice_raises_and_never_enqueues_a_second_ended(store: Store) -> None:
+def test_end_twice_raises_and_never_enqueues_a_second_ended(store: AgentStore) -> None:
     tx = begin(store)
     end(store, tx.local_id)
     with pytest.raises(ValueError):
@@ -177,12 +192,12 @@ def test_end_twice_raises_and_never_enqueues_a_second_ended(store: Store) -> Non
     assert kinds.count(TxEventKind.ENDED) == 1
 
 
-def test_end_unknown_transaction_raises_key_error(store: Store) -> None:
+def test_end_unknown_transaction_raises_key_error(store: AgentStore) -> None:
     with pytest.raises(KeyError):
         end(store, 42)
 
 
-def test_payload_that_is_not_json_is_refused_and_nothing_is_written(store: Store) -> None:
+def test_payload_that_is_not_json_is_refused_and_nothing_is_written(store: AgentStore) -> None:
     tx = begin(store)
     with pytest.raises(TypeError):
         store.record_meter(tx.local_id, at=T0, energy_wh=1.0, payload={"at": T0}, enqueue=True)
@@ -190,7 +205,7 @@ def test_payload_that_is_not_json_is_refused_and_nothing_is_written(store: Store
     assert store.pending_count() == 1
 
 
-def test_open_transactions_lists_unended_oldest_first(store: Store) -> None:
+def test_open_transactions_lists_unended_oldest_first(store: AgentStore) -> None:
     a = begin(store, evse_id=1)
     b = begin(store, evse_id=2)
     c = begin(store, evse_id=3)
@@ -214,12 +229,12 @@ def test_open_transactions_survive_reopen(tmp_path: Path) -> None:
         assert s.pending_count() == 2
 
 
-def test_get_transaction_unknown_raises_key_error(store: Store) -> None:
+def test_get_transaction_unknown_raises_key_error(store: AgentStore) -> None:
     with pytest.raises(KeyError):
         store.get_transaction(1)
 
 
-def test_set_csms_tx_id_round_trip_also_after_end(store: Store) -> None:
+def test_set_csms_tx_id_round_trip_also_after_end(store: AgentStore) -> None:
     tx = begin(store)
     end(store, tx.local_id)
     store.set_csms_tx_id(tx.local_id, "csms-9")
@@ -228,7 +243,7 @@ def test_set_csms_tx_id_round_trip_also_after_end(store: Store) -> None:
         store.set_csms_tx_id(123, "x")
 
 
-def test_last_tx_for_evse_returns_newest_on_that_evse(store: Store) -> None:
+def test_last_tx_for_evse_returns_newest_on_that_evse(store: AgentStore) -> None:
     assert store.last_tx_for_evse(1) is None
     first = begin(store, evse_id=1)
     begin(store, evse_id=2)
@@ -239,7 +254,7 @@ def test_last_tx_for_evse_returns_newest_on_that_evse(store: Store) -> None:
     assert got is not None and got.local_id == second.local_id
 
 
-def test_local_ids_are_distinct_and_increasing(store: Store) -> None:
+def test_local_ids_are_distinct_and_increasing(store: AgentStore) -> None:
     ids = [begin(store).local_id for _ in range(3)]
     assert ids == sorted(set(ids))
 
@@ -247,7 +262,7 @@ def test_local_ids_are_distinct_and_increasing(store: Store) -> None:
 # -- outbox --------------------------------------------------------------------------
 
 
-def test_outbox_keeps_global_order_across_transactions(store: Store) -> None:
+def test_outbox_keeps_global_order_across_transactions(store: AgentStore) -> None:
     a = begin(store, evse_id=1)
     b = begin(store, evse_id=2)
     store.record_meter(a.local_id, at=T0, energy_wh=1.0, payload={"n": 1}, enqueue=True)
@@ -270,7 +285,7 @@ def test_outbox_keeps_global_order_across_transactions(store: Store) -> None:
     assert store.pending_count() == 0
 
 
-def test_next_pending_skips_delivered_and_dropped(store: Store) -> None:
+def test_next_pending_skips_delivered_and_dropped(store: AgentStore) -> None:
     tx = begin(store)
     for n in range(3):
         store.record_meter(tx.local_id, at=T0, energy_wh=float(n), payload={"n": n}, enqueue=True)
@@ -282,7 +297,7 @@ def test_next_pending_skips_delivered_and_dropped(store: Store) -> None:
     assert store.pending_count() == 2
 
 
-def test_next_pending_after_seq_looks_past_an_entry_in_flight(store: Store) -> None:
+def test_next_pending_after_seq_looks_past_an_entry_in_flight(store: AgentStore) -> None:
     tx = begin(store)
     store.record_meter(tx.local_id, at=T0, energy_wh=1.0, payload={}, enqueue=True)
     started, update = store.tx_entries(tx.local_id)
@@ -291,7 +306,7 @@ def test_next_pending_after_seq_looks_past_an_entry_in_flight(store: Store) -> N
     assert store.next_pending(after_seq=update.seq) is None
 
 
-def test_note_attempt_counts_and_persists(store: Store) -> None:
+def test_note_attempt_counts_and_persists(store: AgentStore) -> None:
     tx = begin(store)
     [entry] = store.tx_entries(tx.local_id)
     assert [store.note_attempt(entry.seq) for _ in range(3)] == [1, 2, 3]
@@ -301,7 +316,7 @@ def test_note_attempt_counts_and_persists(store: Store) -> None:
         store.note_attempt(9999)
 
 
-def test_mark_delivered_is_idempotent_and_rejects_unknown_seq(store: Store) -> None:
+def test_mark_delivered_is_idempotent_and_rejects_unknown_seq(store: AgentStore) -> None:
     tx = begin(store)
     [entry] = store.tx_entries(tx.local_id)
     store.mark_delivered(entry.seq)
@@ -311,7 +326,7 @@ def test_mark_delivered_is_idempotent_and_rejects_unknown_seq(store: Store) -> N
         store.mark_delivered(9999)
 
 
-def test_dropped_entry_is_kept_for_audit_and_cannot_be_dropped_again(store: Store) -> None:
+def test_dropped_entry_is_kept_for_audit_and_cannot_be_dropped_again(store: AgentStore) -> None:
     tx = begin(store)
     [entry] = store.tx_entries(tx.local_id)
     store.mark_dropped(entry.seq, "attempts exhausted")
@@ -323,7 +338,7 @@ def test_dropped_entry_is_kept_for_audit_and_cannot_be_dropped_again(store: Stor
         store.mark_dropped(9999, "unknown")
 
 
-def test_tx_entries_returns_all_states_in_order(store: Store) -> None:
+def test_tx_entries_returns_all_states_in_order(store: AgentStore) -> None:
     tx = begin(store)
     store.record_meter(tx.local_id, at=T0, energy_wh=1.0, payload={"n": 1}, enqueue=True)
     end(store, tx.local_id)
@@ -339,12 +354,12 @@ def test_tx_entries_returns_all_states_in_order(store: Store) -> None:
 # -- pruning -------------------------------------------------------------------------
 
 
-def _deliver_all(store: Store, local_id: int) -> None:
+def _deliver_all(store: AgentStore, local_id: int) -> None:
     for entry in store.tx_entries(local_id):
         store.mark_delivered(entry.seq)
 
 
-def test_prune_removes_only_settled_transactions_beyond_keep_last(store: Store) -> None:
+def test_prune_removes_only_settled_transactions_beyond_keep_last(store: AgentStore) -> None:
     old = begin(store)
     end(store, old.local_id)
     _deliver_all(store, old.local_id)
@@ -365,7 +380,7 @@ def test_prune_removes_only_settled_transactions_beyond_keep_last(store: Store) 
     assert store.get_transaction(old.local_id).stopped_at is not None
 
 
-def test_prune_keeps_a_transaction_with_one_pending_entry_whole(store: Store) -> None:
+def test_prune_keeps_a_transaction_with_one_pending_entry_whole(store: AgentStore) -> None:
     tx = begin(store)
     store.record_meter(tx.local_id, at=T0, energy_wh=1.0, payload={}, enqueue=True)
     end(store, tx.local_id)
@@ -378,7 +393,7 @@ def test_prune_keeps_a_transaction_with_one_pending_entry_whole(store: Store) ->
     assert store.prune_delivered(keep_last=0) == 3
 
 
-def test_prune_rejects_negative_keep_last(store: Store) -> None:
+def test_prune_rejects_negative_keep_last(store: AgentStore) -> None:
     with pytest.raises(ValueError):
         store.prune_delivered(keep_last=-1)
 
@@ -430,8 +445,9 @@ def test_schema_version_is_recorded_and_newer_schema_is_refused(tmp_path: Path) 
         Store(path)
 
 
-def test_close_is_idempotent_and_closed_store_refuses_work(tmp_path: Path) -> None:
-    s = Store(tmp_path / "agent.db")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_close_is_idempotent_and_closed_store_refuses_work(backend: str) -> None:
+    s = open_backend(backend)
     s.close()
     s.close()
     with pytest.raises(sqlite3.ProgrammingError):

@@ -240,38 +240,40 @@ def tx_default(profile_id: int, limit_a: float = 16.0) -> ChargingProfile:
     )
 
 
-def test_a_profile_the_read_only_store_refuses_is_rejected_and_not_installed(
+async def test_a_profile_the_read_only_store_refuses_is_rejected_and_not_installed(
     store: Store,
 ) -> None:
     profiles = ProfileStore(store)
-    profiles.install(tx_default(1), LIMITS)
+    await profiles.install(tx_default(1), LIMITS)
     make_read_only(store)
 
     with pytest.raises(ProfileNotStoredError, match="SQLITE_READONLY") as refused:
-        profiles.install(tx_default(2), LIMITS)
+        await profiles.install(tx_default(2), LIMITS)
 
     assert refused.value.reason is RejectReason.TOO_MANY_PROFILES  # 2.0.1: OutOfStorage
     assert [p.profile_id for p in profiles.profiles()] == [1]
 
 
-def test_a_removal_the_store_refuses_holds_in_memory_and_reaches_the_file_later(
+async def test_a_removal_the_store_refuses_holds_in_memory_and_reaches_the_file_later(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "agent.db"
     with Store(path) as store:
         profiles = ProfileStore(store)
-        profiles.install(tx_default(1), LIMITS)
-        profiles.install(tx_default(2), LIMITS)
+        await profiles.install(tx_default(1), LIMITS)
+        await profiles.install(tx_default(2), LIMITS)
         make_read_only(store)
 
         assert profiles.clear(profile_ids=[1]) == [1]  # ClearChargingProfile: Accepted
         assert [p.profile_id for p in profiles.profiles()] == [2]
         assert (profiles.get(1), profiles.count()) == (None, 1)
         assert profiles.clear_expired(T0 + timedelta(days=1)) == []  # the loop's check
+        assert not await profiles.written()  # the store refused the removal
         assert file_rows(path, "SELECT profile_id FROM charging_profiles") == [(1,), (2,)]
 
         make_read_only(store, False)
-        profiles.install(tx_default(3), LIMITS)  # the next write takes the removal along
+        await profiles.install(tx_default(3), LIMITS)  # the next write takes it along
+        assert await profiles.written()
 
     rows = file_rows(path, "SELECT profile_id FROM charging_profiles ORDER BY profile_id")
     assert rows == [(2,), (3,)]

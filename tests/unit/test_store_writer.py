@@ -358,14 +358,37 @@ async def test_listeners_hear_commits_and_health_changes_on_the_event_loop(
         assert await store.wait_durable()
 
 
+def told_of_health(store: Store) -> asyncio.Event:
+    """An event set when the store's health changes. Subscribed after the retry loop's
+    listener, it is set after that one (listeners are called in order): once it is set,
+    the retry loop has been told too."""
+    changed = asyncio.Event()
+    store.subscribe_health(changed.set)
+    return changed
+
+
+async def asleep_on(clock: FakeClock) -> None:
+    """Let the event loop run until a task sleeps on `clock` (a few turns at most)."""
+    for _ in range(100):
+        if clock.deadlines():
+            return
+        await asyncio.sleep(0)  # a turn of the loop, not a wait for time
+    raise AssertionError("nothing sleeps on the clock")
+
+
 async def test_retries_are_driven_by_the_clock(tmp_path: Path) -> None:
     clock = FakeClock()
     with Store(tmp_path / "agent.db") as store:
         retrying = asyncio.create_task(store.retry_forever(clock, interval_s=10.0))
         try:
+            await asyncio.sleep(0)  # a turn: the retry loop subscribes first
+            failed = told_of_health(store)
             make_read_only(store)
             tx = begin(store)
             assert not await store.wait_durable()
+            await asyncio.wait_for(failed.wait(), 5)
+            await asleep_on(clock)  # the failure woke the retry loop
+            assert clock.deadlines() == [clock.now() + timedelta(seconds=10)]
             make_read_only(store, False)
             clock.advance(9.0)
             await asyncio.sleep(0)
@@ -379,3 +402,40 @@ async def test_retries_are_driven_by_the_clock(tmp_path: Path) -> None:
         finally:
             retrying.cancel()
             await asyncio.gather(retrying, return_exceptions=True)
+
+
+async def test_the_retry_loop_sleeps_only_while_writes_fail(store: Store) -> None:
+    """A healthy store's retry loop waits for a failure instead of waking every 10 s; a
+    failure starts the clock, a successful retry stops it again."""
+    clock = FakeClock()
+    retrying = asyncio.create_task(store.retry_forever(clock, interval_s=10.0))
+    try:
+        tx = begin(store)
+        sample(store, tx.local_id, 200.0)
+        assert await store.wait_durable()
+        for _ in range(10):
+            await asyncio.sleep(0)  # turns of the loop: the task has waited all along
+        assert clock.deadlines() == []
+
+        failed = told_of_health(store)
+        fill_disk(store)
+        begin(store, evse_id=2, details=BIG)
+        await asyncio.wait_for(failed.wait(), 5)  # the retry loop is told with us
+        await asleep_on(clock)
+        clock.advance(10.0)  # a retry that fails too: the loop sleeps again
+        await asleep_on(clock)
+        assert not store.flush(5)  # (that retry has been tried and has failed)
+        assert not store.health.writable
+
+        free_disk(store)
+        clock.advance(10.0)
+        done = asyncio.Event()
+        store.subscribe_health(done.set)
+        await asyncio.wait_for(done.wait(), 5)
+        assert store.health.writable and store.health.backlog == 0
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert clock.deadlines() == []  # healthy again: no timer left
+    finally:
+        retrying.cancel()
+        await asyncio.gather(retrying, return_exceptions=True)

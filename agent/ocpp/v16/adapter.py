@@ -35,16 +35,16 @@ from agent.core.ports import (
 from agent.core.reservations import Reservation
 from agent.core.station import Station
 from agent.core.status import ConnectorStatus
-from agent.core.tasks import TaskSet
+from agent.core.tasks import Mailbox, Signal, TaskSet, next_tick, sleep_unless
 from agent.ocpp import data_transfer
 from agent.ocpp.dialects import OCPP16
-from agent.ocpp.outbox import OutboxSender, Skip
+from agent.ocpp.outbox import NotYet, OutboxCall, OutboxSender, Pipeline, Skip
 from agent.ocpp.rpc import AfterReply, CallTimeout, ConnectionLost, Handler, RpcEndpoint, RpcError
 from agent.ocpp.v16 import mapping
 from agent.ocpp.v16.auth import Ocpp16Authorization
 from agent.ocpp.v16.config_keys import ConfigurationKeys
 from agent.ocpp.v16.smart_charging import Ocpp16SmartCharging
-from agent.store import Store
+from agent.store import AgentStore
 from agent.store.auth import AuthCache, LocalAuthList
 from drivers.types import TokenType
 
@@ -68,7 +68,7 @@ class Ocpp16Adapter:
         self,
         *,
         station: Station,
-        store: Store,
+        store: AgentStore,
         clock: Clock,
         boot_payload: Mapping[str, str],
         install_settings: Mapping[str, str],
@@ -94,12 +94,13 @@ class Ocpp16Adapter:
             install_defaults=install_settings,
             fixed={"NumberOfConnectors": str(len(self.connectors))},
         )
+        store.retain_for_end(self._stop_reads)
         self._endpoint: RpcEndpoint | None = None
         self._accepted = False
-        self._status_queue: asyncio.Queue[tuple[int, ConnectorStatus, str]] = asyncio.Queue()
+        self._status_queue: Mailbox[tuple[int, ConnectorStatus, str]] = Mailbox()
         self._storage_fault: StorageFault | None = None  # reported on connector 0
         self._outbox: OutboxSender | None = None
-        self._heartbeat_changed = asyncio.Event()
+        self._heartbeat_changed = Signal()
         self.auth = Ocpp16Authorization(
             keys=self.keys,
             clock=clock,
@@ -118,7 +119,7 @@ class Ocpp16Adapter:
         self._tasks = TaskSet("ocpp16")
         #: Called after anything an observer may wait for: online state, outbox progress.
         self.on_change: list[Callable[[], None]] = []
-        self._settled = asyncio.Event()  # set at every online change and outbox delivery
+        self._settled = Signal()  # set at every online change and outbox delivery
         station.authorizer = self.auth.chain
         station.subscribe(self._on_station_event)
 
@@ -197,7 +198,7 @@ class Ocpp16Adapter:
             self._changed()
             self._outbox = OutboxSender(
                 self.store,
-                self._deliver,
+                Pipeline(endpoint, self._outbox_call),
                 clock=self.clock,
                 attempts=lambda: self.keys.get_int("TransactionMessageAttempts"),
                 retry_interval_s=lambda: float(
@@ -243,25 +244,30 @@ class Ocpp16Adapter:
             await self.clock.sleep(retry)
 
     async def _heartbeat(self, endpoint: RpcEndpoint) -> None:
+        """A Heartbeat every HeartbeatInterval (section 4.6), due at start + k x interval
+        however long each exchange takes (missed ones skipped); a changed interval starts
+        the count again from the change. Raises ConnectionLost."""
         while True:
             self._heartbeat_changed.clear()
             interval = self.keys.get_int("HeartbeatInterval")
-            try:
-                await asyncio.wait_for(self._heartbeat_changed.wait(), timeout=interval)
-                continue  # the interval changed: start over with the new one
-            except TimeoutError:
-                pass
-            try:
-                await endpoint.call("Heartbeat", {})
-            except (RpcError, CallTimeout) as exc:
-                log.warning("Heartbeat failed: %s", exc)
+            due = self.clock.now()
+            while True:
+                due = next_tick(due, interval, self.clock.now())
+                delay = (due - self.clock.now()).total_seconds()
+                await sleep_unless(self.clock.sleep, delay, self._heartbeat_changed)
+                if self._heartbeat_changed.is_set():
+                    break  # the interval changed: start over with the new one
+                try:
+                    await endpoint.call("Heartbeat", {})
+                except (RpcError, CallTimeout) as exc:
+                    log.warning("Heartbeat failed: %s", exc)
 
     async def _report_all_statuses(self, endpoint: RpcEndpoint) -> None:
         """Send every connector's current status, then each change as it happens."""
         # The snapshot and the fresh queue are taken together (no await between), so a
         # change is either in the snapshot or queued after it, never both.
         snapshot = self._status_snapshot()
-        self._status_queue = asyncio.Queue()
+        self._status_queue = Mailbox()
         for number, status, code in snapshot:
             await self._send_status(endpoint, number, status, code)
         while True:
@@ -342,10 +348,10 @@ class Ocpp16Adapter:
 
     # -- transaction messages (the outbox) -------------------------------------------
 
-    async def _deliver(self, entry: OutboxEntry) -> None:
-        endpoint = self._endpoint
-        if endpoint is None:
-            raise ConnectionLost("not connected")
+    def _outbox_call(self, entry: OutboxEntry, ahead: bool) -> OutboxCall:
+        """The CALL for one journal entry (section 6: Start/Stop Transaction, MeterValues)
+        and what its answer means; raises Skip (nothing to send), NotYet (`ahead` of the
+        answer bringing the transactionId it needs)."""
         tx = self.store.get_transaction(entry.tx_local_id)
         connector = self._connector_of.get((tx.evse_id, tx.connector_id), 1)
         if entry.kind == TxEventKind.STARTED:
@@ -357,13 +363,17 @@ class Ocpp16Adapter:
             }
             if tx.reservation_id is not None:
                 payload["reservationId"] = tx.reservation_id
-            conf = await endpoint.call("StartTransaction", payload)
-            self.store.set_csms_tx_id(tx.local_id, str(conf["transactionId"]))
-            self.auth.remember(tx.id_token, conf["idTagInfo"])
-            if conf["idTagInfo"]["status"] != "Accepted":
-                self._refused(tx.local_id)
-            return
+
+            def started(conf: dict[str, Any]) -> None:
+                self.store.set_csms_tx_id(tx.local_id, str(conf["transactionId"]))
+                self.auth.remember(tx.id_token, conf["idTagInfo"])
+                if conf["idTagInfo"]["status"] != "Accepted":
+                    self._refused(tx.local_id)
+
+            return OutboxCall("StartTransaction", payload, started)
         if tx.csms_tx_id is None:
+            if ahead:  # its StartTransaction may still be waiting for the answer
+                raise NotYet
             # Only possible when the StartTransaction was given up: never invent an id.
             log.error("transaction %s has no CSMS id; %s not sent", tx.local_id, entry.kind)
             raise Skip
@@ -373,15 +383,12 @@ class Ocpp16Adapter:
             value = mapping.meter_value(entry.payload, self.keys.get_list(key))
             if value is None:
                 raise Skip
-            await endpoint.call(
-                "MeterValues",
-                {
-                    "connectorId": connector,
-                    "transactionId": int(tx.csms_tx_id),
-                    "meterValue": [value],
-                },
-            )
-            return
+            meter_values = {
+                "connectorId": connector,
+                "transactionId": int(tx.csms_tx_id),
+                "meterValue": [value],
+            }
+            return OutboxCall("MeterValues", meter_values)
         stop: dict[str, Any] = {
             "transactionId": int(tx.csms_tx_id),
             "meterStop": mapping.energy_wh(tx.meter_stop_wh or tx.meter_start_wh),
@@ -393,9 +400,12 @@ class Ocpp16Adapter:
         data = self._transaction_data(tx.local_id)
         if data:
             stop["transactionData"] = data
-        conf = await endpoint.call("StopTransaction", stop)
-        if tx.stop_id_token and "idTagInfo" in conf:
-            self.auth.remember(tx.stop_id_token, conf["idTagInfo"])
+
+        def stopped(conf: dict[str, Any]) -> None:
+            if tx.stop_id_token and "idTagInfo" in conf:
+                self.auth.remember(tx.stop_id_token, conf["idTagInfo"])
+
+        return OutboxCall("StopTransaction", stop, stopped)
 
     def _refused(self, local_id: int) -> None:
         """OCPP 1.6 section 9.1: the CSMS refused the token of a started transaction: stop it
@@ -407,6 +417,13 @@ class Ocpp16Adapter:
             )
         else:
             self.station.suspend_refused(local_id, float(self.keys.get_int("MaxEnergyOnInvalidId")))
+
+    def _stop_reads(self, entry: OutboxEntry) -> bool:
+        """Whether a StopTransaction will read this delivered entry (transactionData: only
+        when StopTxnSampledData or StopTxnAlignedData asks for values); the store may let
+        the others go (agent/store/retention.py)."""
+        keys = self.keys
+        return bool(keys.get_list("StopTxnSampledData") or keys.get_list("StopTxnAlignedData"))
 
     def _transaction_data(self, local_id: int) -> list[dict[str, Any]]:
         """StopTxnSampledData / StopTxnAlignedData values of a transaction (section 9.1)."""

@@ -68,7 +68,7 @@ from agent.core.status import SessionPhase
 from agent.ocpp.rpc import Handler
 from agent.ocpp.v16 import mapping
 from agent.ocpp.v16.config_keys import ConfigurationKeys
-from agent.store import Store
+from agent.store import AgentStore
 from agent.store.profiles import ConflictRule, ProfileRejectedError, ProfileStore
 
 __all__ = [
@@ -288,7 +288,7 @@ class Ocpp16SmartCharging:
         self,
         *,
         station: Station,
-        store: Store,
+        store: AgentStore,
         keys: ConfigurationKeys,
         connectors: Mapping[int, tuple[int, int]],
     ) -> None:
@@ -342,10 +342,12 @@ class Ocpp16SmartCharging:
 
     async def on_set_charging_profile(self, payload: dict[str, Any]) -> dict[str, Any]:
         """SetChargingProfile.req -> Accepted, Rejected or NotSupported."""
-        return {"status": self._set(int(payload["connectorId"]), payload["csChargingProfiles"])}
+        status = await self._set(int(payload["connectorId"]), payload["csChargingProfiles"])
+        return {"status": status}
 
-    def _set(self, connector: int, data: Mapping[str, Any]) -> str:
-        """Install `data` on `connector`, all or nothing; the SetChargingProfile status."""
+    async def _set(self, connector: int, data: Mapping[str, Any]) -> str:
+        """Install `data` on `connector`, all or nothing, durably; the SetChargingProfile
+        status."""
         if self.profiles is None:
             return "NotSupported"
         profile_id = data["chargingProfileId"]
@@ -360,7 +362,7 @@ class Ocpp16SmartCharging:
                 transaction_id=self._transaction_of(evse_id, data),
                 received_at=self.station.clock.now(),
             )
-            self.profiles.install(
+            await self.profiles.install(
                 profile,
                 self.limits(),
                 conflicts=ConflictRule.REPLACE,
@@ -507,9 +509,10 @@ class Ocpp16SmartCharging:
         return free[0] if free else None
 
     def _install_held(self, profile: ChargingProfile) -> None:
-        """Install a remote start's profile, now naming its transaction."""
+        """Install a remote start's profile, now naming its transaction (written behind:
+        the core calls this as the transaction begins and cannot wait)."""
         if self.profiles is not None:
-            self.profiles.install(
+            self.profiles.install_soon(
                 profile,
                 self.limits(),
                 conflicts=ConflictRule.REPLACE,

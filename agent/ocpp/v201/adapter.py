@@ -41,10 +41,10 @@ from agent.core.events import (
 from agent.core.ports import Clock, StopReason
 from agent.core.station import Station
 from agent.core.status import ConnectorStatus
-from agent.core.tasks import TaskSet, sleep_unless
+from agent.core.tasks import Mailbox, Signal, TaskSet, next_tick, sleep_unless
 from agent.ocpp import data_transfer
 from agent.ocpp.dialects import OCPP201
-from agent.ocpp.outbox import OutboxSender
+from agent.ocpp.outbox import OutboxSender, Pipeline
 from agent.ocpp.rpc import AfterReply, CallTimeout, ConnectionLost, Handler, RpcEndpoint, RpcError
 from agent.ocpp.v201 import mapping
 from agent.ocpp.v201.auth import Ocpp201Authorization
@@ -58,9 +58,9 @@ from agent.ocpp.v201.device_model import (
 from agent.ocpp.v201.device_requests import DeviceModelRequests
 from agent.ocpp.v201.reservations import Ocpp201Reservations
 from agent.ocpp.v201.storage_events import StorageEvents
-from agent.ocpp.v201.transactions import Ocpp201Transactions
+from agent.ocpp.v201.transactions import TX_ENDED_MEASURANDS, Ocpp201Transactions
 from agent.ocpp.v201.variables import Attribute, VariableDef
-from agent.store import Store
+from agent.store import AgentStore
 from agent.store.auth import AuthCache, LocalAuthList
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class Ocpp201Adapter:
         self,
         *,
         station: Station,
-        store: Store,
+        store: AgentStore,
         clock: Clock,
         charging_station: Mapping[str, str],
         install_settings: Mapping[str, str],
@@ -133,6 +133,9 @@ class Ocpp201Adapter:
             model=self._charging_station["model"],
         )
         self.model = DeviceModel(store, catalogue, install_defaults=install_settings, clock=clock)
+        # The Ended event reads every entry's meter values when TxEndedMeasurands asks for
+        # any; the store may let the others go (agent/store/retention.py).
+        store.retain_for_end(lambda _entry: bool(self.model.list_value(TX_ENDED_MEASURANDS)))
         self.auth = Ocpp201Authorization(
             model=self.model,
             clock=clock,
@@ -146,10 +149,10 @@ class Ocpp201Adapter:
         self._registration: str | None = None  # the last BootNotification answer
         self._endpoint: RpcEndpoint | None = None
         self._offline_since: datetime | None = None
-        self._boot_now = asyncio.Event()  # TriggerMessage(BootNotification): do not wait
-        self._heartbeat_changed = asyncio.Event()
-        self._station_changed = asyncio.Event()  # any station event (an OnIdle reset waits)
-        self._progress = asyncio.Event()  # set at every online change and outbox delivery
+        self._boot_now = Signal()  # TriggerMessage(BootNotification): do not wait
+        self._heartbeat_changed = Signal()
+        self._station_changed = Signal()  # any station event (an OnIdle reset waits)
+        self._progress = Signal()  # set at every online change and outbox delivery
         self._reset_task: asyncio.Task[Any] | None = None
         self._tasks = TaskSet("ocpp201")
         self.device_requests = DeviceModelRequests(
@@ -190,7 +193,7 @@ class Ocpp201Adapter:
         self._statuses: dict[_Place, str] = {}
         self._reported: dict[_Place, str] = {}
         self._evse_states: dict[int, str] = {}
-        self._status_queue: asyncio.Queue[tuple[_Place, str, datetime]] = asyncio.Queue()
+        self._status_queue: Mailbox[tuple[_Place, str, datetime]] = Mailbox()
         for evse in station.evses.values():
             for connector in evse.connectors:
                 status = evse.status(connector.id)
@@ -218,7 +221,7 @@ class Ocpp201Adapter:
         table.update(self.reservations.handlers())
         table.update(self.smart_charging.handlers())
         table.update(self._extra_handlers)
-        return {action: self._gated(action, handler) for action, handler in table.items()}
+        return {action: _Gated(self, action, handler) for action, handler in table.items()}
 
     def add_handlers(self, handlers: Mapping[str, Handler]) -> None:
         """Answer more CALLs (before `handlers()` is taken), gated like the adapter's own."""
@@ -255,23 +258,6 @@ class Ocpp201Adapter:
         for callback in list(self.on_change):
             callback()
 
-    def _gated(self, action: str, handler: Handler) -> Handler:
-        """`handler`, refusing with SecurityError what the registration state forbids."""
-
-        async def gated(payload: dict[str, Any]) -> dict[str, Any] | AfterReply:
-            state = self._registration
-            allowed = (
-                state == ACCEPTED
-                or (state == PENDING and action in PENDING_ACTIONS)
-                # B03.FR.08: the one request a CSMS may send to a station it rejected.
-                or (action, payload.get("requestedMessage")) == _TRIGGERED_BOOT
-            )
-            if not allowed:
-                raise RpcError("SecurityError", f"{action} refused: registration is {state}")
-            return await handler(payload)
-
-        return gated
-
     def _on_variable_set(self, definition: VariableDef, attribute: Attribute, _value: str) -> None:
         """A SetVariables took effect: tell the core and the heartbeat."""
         mapping.apply_policy(self.station.policy, self.model.value)
@@ -293,7 +279,7 @@ class Ocpp201Adapter:
             self._changed()
             self._outbox = OutboxSender(
                 self.store,
-                self.transactions.deliver,
+                Pipeline(endpoint, self.transactions.outbox_call),
                 clock=self.clock,
                 attempts=self.transactions.attempts,
                 retry_interval_s=self.transactions.attempt_interval_s,
@@ -351,17 +337,24 @@ class Ocpp201Adapter:
         if result.status != SetStatus.ACCEPTED:
             log.warning("heartbeat interval %s not applied: %s", interval_s, result.reason)
 
-    async def _sleep_unless(self, seconds: float, event: asyncio.Event) -> None:
+    async def _sleep_unless(self, seconds: float, event: asyncio.Event | Signal) -> None:
         """Sleep `seconds` of the adapter's clock, or less if `event` is set."""
         await sleep_unless(self.clock.sleep, seconds, event)
 
     async def _heartbeat(self, endpoint: RpcEndpoint) -> None:
-        """A Heartbeat every HeartbeatInterval; raises ConnectionLost."""
+        """A Heartbeat every HeartbeatInterval (G02), due at start + k x interval
+        however long each exchange takes (missed ones skipped); a changed interval starts
+        the count again from the change. Raises ConnectionLost."""
         while True:
             self._heartbeat_changed.clear()
             interval_s = self.model.int_value(mapping.HEARTBEAT_INTERVAL)
-            await self._sleep_unless(interval_s, self._heartbeat_changed)
-            if not self._heartbeat_changed.is_set():  # else: start over with the new interval
+            due = self.clock.now()
+            while True:
+                due = next_tick(due, interval_s, self.clock.now())
+                delay = (due - self.clock.now()).total_seconds()
+                await self._sleep_unless(delay, self._heartbeat_changed)
+                if self._heartbeat_changed.is_set():
+                    break  # the interval changed: start over with the new one
                 await self._send(endpoint, "Heartbeat", {})
 
     async def _send(
@@ -397,7 +390,7 @@ class Ocpp201Adapter:
             for place, status in self._statuses.items()
             if everything or self._reported.get(place) != status
         ]
-        self._status_queue = asyncio.Queue()
+        self._status_queue = Mailbox()
         for place, status in snapshot:
             await self._send_status(endpoint, place, status, now)
         while True:
@@ -612,3 +605,30 @@ class Ocpp201Adapter:
         """
         endpoint = self._endpoint if self.online else None
         return await data_transfer.send(endpoint, vendor_id, message_id, data)
+
+
+class _Gated:
+    """A handler refusing with SecurityError what the adapter's registration state
+    forbids: one slotted object per action and station (a closure and its three cells
+    were about 300 bytes each, 8 KiB a station)."""
+
+    __slots__ = ("_action", "_adapter", "_handler")
+
+    def __init__(self, adapter: Ocpp201Adapter, action: str, handler: Handler) -> None:
+        self._adapter = adapter
+        self._action = action
+        self._handler = handler
+
+    async def __call__(self, payload: dict[str, Any]) -> dict[str, Any] | AfterReply:
+        """The handler's answer; raises RpcError(SecurityError) if the state forbids it."""
+        action = self._action
+        state = self._adapter.registration
+        allowed = (
+            state == ACCEPTED
+            or (state == PENDING and action in PENDING_ACTIONS)
+            # B03.FR.08: the one request a CSMS may send to a station it rejected.
+            or (action, payload.get("requestedMessage")) == _TRIGGERED_BOOT
+        )
+        if not allowed:
+            raise RpcError("SecurityError", f"{action} refused: registration is {state}")
+        return await self._handler(payload)

@@ -26,12 +26,12 @@ the registration is accepted (the adapter starts `run` after it).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any, Final
 
 from agent.core.ports import Clock
 from agent.core.station import Station
+from agent.core.tasks import Signal
 from agent.ocpp.rpc import CallTimeout, RpcEndpoint, RpcError
 from agent.ocpp.v201.device_model import DeviceModel, wire_time
 
@@ -59,7 +59,7 @@ class ExternalLimits:
         self.station = station
         self.model = model
         self.clock = clock
-        self._wake = asyncio.Event()
+        self._wake = Signal()
         self._reported: dict[int, float] = {}  # EVSE -> external limit the CSMS last heard
         self._schedule_ids = 0
         station.subscribe(lambda _event: self._wake.set())

@@ -66,7 +66,7 @@ from agent.ocpp.v201.smart_charging import (
     station_composite,
 )
 from agent.ocpp.v201.transactions import Ocpp201Transactions
-from agent.store import Store
+from agent.store import AgentStore
 from agent.store.profiles import ConflictRule, ProfileRejectedError, ProfileStore
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class Ocpp201SmartCharging:
         self,
         *,
         station: Station,
-        store: Store,
+        store: AgentStore,
         model: DeviceModel,
         transactions: Ocpp201Transactions,
         endpoint: Callable[[], RpcEndpoint | None],
@@ -188,15 +188,31 @@ class Ocpp201SmartCharging:
 
     # -- SetChargingProfile (K01) ------------------------------------------------------
 
-    def install(self, profile: ChargingProfile, schedule_id: int) -> None:
-        """Install under 2.0.1's rules, remembering the schedule's id; raises
-        ProfileRejectedError (nothing installed). The caller tells the loop."""
-        self.profiles.install(
+    async def install_durably(self, profile: ChargingProfile, schedule_id: int) -> None:
+        """Install under 2.0.1's rules, returning once the profile is durable, and
+        remember the schedule's id; raises ProfileRejectedError (nothing installed). The
+        caller tells the loop."""
+        await self.profiles.install(
             profile,
             self.profile_limits(),
             conflicts=ConflictRule.REFUSE_OVERLAP,
             active_transactions=self._active_transactions(),
         )
+        self._remember_schedule(profile, schedule_id)
+
+    def install(self, profile: ChargingProfile, schedule_id: int) -> None:
+        """`install_durably` for callers that cannot wait (a remote start's profile):
+        installed at once, written behind. Raises ProfileRejectedError."""
+        self.profiles.install_soon(
+            profile,
+            self.profile_limits(),
+            conflicts=ConflictRule.REFUSE_OVERLAP,
+            active_transactions=self._active_transactions(),
+        )
+        self._remember_schedule(profile, schedule_id)
+
+    def _remember_schedule(self, profile: ChargingProfile, schedule_id: int) -> None:
+        """Keep the schedule id of an installed profile (settings store)."""
         ids = self._schedule_ids()
         ids[profile.profile_id] = schedule_id
         self._save_schedule_ids(ids)
@@ -209,7 +225,7 @@ class Ocpp201SmartCharging:
                 int(payload["evseId"]), payload["chargingProfile"], transaction_id=self._core_tx_id
             )
             self._check_phases(profile)
-            self.install(profile, schedule_id)
+            await self.install_durably(profile, schedule_id)
         except ProfileMappingError as exc:
             return rejected(exc.reason_code, exc.detail)
         except ProfileRejectedError as exc:

@@ -3,8 +3,8 @@
 Responsible for: the value of every (component, variable, attribute) in the catalogue -
 the definition's default, then the install config, then what was set at runtime
 (persisted in the SettingsStore under "ocpp201.<path>"); answering get and set with
-the exact 2.0.1 statuses (B06 GetVariables, B05 SetVariables); validating a value
-against its data type and characteristics before anything is stored (an invalid or
+the exact 2.0.1 statuses (B06 GetVariables, B05 SetVariables); checking a value
+(agent/ocpp/v201/catalogue.py `check_value`) before anything is stored (an invalid or
 out-of-bounds value is Rejected and never applied); and the wire-level
 `get_variables` / `set_variables` that turn 2.0.1 camelCase payloads into answers.
 
@@ -21,29 +21,37 @@ Names match case-insensitively, as the 2.0.1 ComponentType/VariableType say.
 
 A change that needs a reboot (RebootRequired) is persisted and applied to the model at
 once, as OCPP 1.6 ChangeConfiguration does here; the adapter decides when it takes effect.
+
+Memory: what depends on the definitions only (the case-insensitive index, the component
+set, the checked defaults) is a `Catalogue` (catalogue.py) shared by every model over
+the same definitions; a model holds only the values that differ from the defaults
+(install config, stored and runtime values) and its live getters: about 1 KiB a fleet
+station instead of ~60 (bench/_fleet_memory.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any
 
 from agent.core.ports import Clock, SettingsStore
+from agent.ocpp.v201.catalogue import INT32 as INT32
+from agent.ocpp.v201.catalogue import STRING_MAX_LENGTH as STRING_MAX_LENGTH
+from agent.ocpp.v201.catalogue import VariablePath as VariablePath
+from agent.ocpp.v201.catalogue import catalogue
+from agent.ocpp.v201.catalogue import check_value as check_value
+from agent.ocpp.v201.catalogue import format_path as format_path
+from agent.ocpp.v201.catalogue import parse_path as parse_path
 from agent.ocpp.v201.metering import wire_time as wire_time
 from agent.ocpp.v201.variables import (
     CONFIGURATION_VALUE_SIZE,
-    LIST_TYPES,
     REPORTING_VALUE_SIZE,
     Attribute,
     ComponentKey,
-    DataType,
     Mutability,
     VariableDef,
     VariableKey,
@@ -52,16 +60,6 @@ from agent.ocpp.v201.variables import (
 _log = logging.getLogger(__name__)
 
 PREFIX = "ocpp201."
-STRING_MAX_LENGTH = 1000  # SetVariableData.attributeValue maxLength (2.0.1 schema)
-INT32 = (-(2**31), 2**31 - 1)  # an integer variable without limits still fits the wire's int
-
-_PATH = re.compile(
-    r"^(?P<c>[^()@/#]+)(?:\((?P<ci>[^()]+)\))?(?:@(?P<e>\d+)(?::(?P<k>\d+))?)?"
-    r"/(?P<v>[^()@/#]+)(?:\((?P<vi>[^()]+)\))?(?:#(?P<a>\w+))?$"
-)
-_INTEGER = re.compile(r"^[+-]?\d+$")
-_DECIMAL = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 
 
 class GetStatus(StrEnum):
@@ -102,14 +100,6 @@ class SetResult:
     reason: str | None = None
 
 
-class VariablePath(NamedTuple):
-    """A parsed path: component, variable and attribute."""
-
-    component: ComponentKey
-    variable: VariableKey
-    attribute: Attribute
-
-
 class RequestLimitExceeded(Exception):  # noqa: N818 (a request, not an error of ours)
     """A request above a DeviceDataCtrlr limit: the adapter answers CALLERROR `code`.
 
@@ -125,112 +115,8 @@ class RequestLimitExceeded(Exception):  # noqa: N818 (a request, not an error of
 
 
 Watcher = Callable[[VariableDef, Attribute, str], None]
-_Key = tuple[str, str | None, int | None, int | None, str, str | None]
-_ComponentFold = tuple[str, str | None, int | None, int | None]
-
-
-def _fold(text: str | None) -> str | None:
-    """Case-fold an optional name (names are case-insensitive in 2.0.1)."""
-    return None if text is None else text.casefold()
-
-
-def _component_fold(component: ComponentKey) -> _ComponentFold:
-    """The lookup key of a component."""
-    name = component.name.casefold()
-    return (name, _fold(component.instance), component.evse_id, component.connector_id)
-
-
-def _key(component: ComponentKey, variable: VariableKey) -> _Key:
-    """The lookup key of a component's variable."""
-    return (*_component_fold(component), variable.name.casefold(), _fold(variable.instance))
-
-
-def format_path(
-    component: ComponentKey, variable: VariableKey, attribute: Attribute = Attribute.ACTUAL
-) -> str:
-    """The path of one attribute, e.g. "EVSE@1/Power" or "X/Y(Default)#Target"."""
-    text = component.name
-    if component.instance is not None:
-        text += f"({component.instance})"
-    if component.evse_id is not None:
-        text += f"@{component.evse_id}"
-        if component.connector_id is not None:
-            text += f":{component.connector_id}"
-    text += "/" + variable.name
-    if variable.instance is not None:
-        text += f"({variable.instance})"
-    return text if attribute == Attribute.ACTUAL else f"{text}#{attribute.value}"
-
-
-def parse_path(path: str) -> VariablePath:
-    """Parse a path (module docstring); raises ValueError if it is malformed."""
-    match = _PATH.match(path.strip())
-    if match is None:
-        raise ValueError(f"{path!r} is not Component[(inst)][@evse[:conn]]/Variable[(inst)]")
-    evse = match["e"]
-    connector = match["k"]
-    attribute = match["a"] or Attribute.ACTUAL.value
-    if attribute not in {a.value for a in Attribute}:
-        raise ValueError(f"{path!r}: {attribute!r} is not an attribute type")
-    return VariablePath(
-        ComponentKey(
-            match["c"],
-            match["ci"],
-            int(evse) if evse is not None else None,
-            int(connector) if connector is not None else None,
-        ),
-        VariableKey(match["v"], match["vi"]),
-        Attribute(attribute),
-    )
-
-
-def check_value(definition: VariableDef, value: str) -> tuple[str | None, str]:
-    """(canonical value, "") if `value` fits the definition, else (None, reason code)."""
-    kind = definition.data_type
-    low, high = definition.min_limit, definition.max_limit
-    text = value if kind == DataType.STRING else value.strip()  # strings are taken verbatim
-    if len(text) > STRING_MAX_LENGTH:  # no value of any type is longer on the wire
-        return None, "TooLargeElement"
-    if kind == DataType.BOOLEAN:
-        lowered = text.lower()  # the spec writes "true"/"false"; accept any case
-        return (lowered, "") if lowered in ("true", "false") else (None, "InvalidValue")
-    if kind in (DataType.INTEGER, DataType.DECIMAL):
-        pattern = _INTEGER if kind == DataType.INTEGER else _DECIMAL
-        if not pattern.match(text):
-            return None, "InvalidValue"
-        number = Decimal(text)
-        if kind == DataType.INTEGER:
-            low = INT32[0] if low is None else low
-            high = INT32[1] if high is None else high
-        if low is not None and number < Decimal(str(low)):
-            return None, "ValueTooLow"
-        if high is not None and number > Decimal(str(high)):
-            return None, "ValueTooHigh"
-        return (str(int(number)) if kind == DataType.INTEGER else text), ""
-    if kind == DataType.DATE_TIME:
-        if not _DATE_TIME.match(text):
-            return None, "InvalidValue"
-        try:
-            datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            return None, "InvalidValue"
-        return text, ""
-    if kind in LIST_TYPES:
-        allowed = definition.values_list or ()
-        items = [item.strip() for item in text.split(",")] if text else []
-        if kind == DataType.OPTION_LIST:
-            ok = len(items) == 1 and items[0] in allowed
-        else:  # MemberList: a subset; SequenceList: an ordered subset (no repeats either way)
-            ok = all(item in allowed for item in items) and len(set(items)) == len(items)
-        text = ",".join(items)
-        if not ok:
-            return None, "InvalidValue"
-    # string and the list types: length bounds (maxLimit is the CSV length for lists)
-    if len(text) > (high if high is not None else STRING_MAX_LENGTH):
-        return None, "TooLargeElement"
-    if low is not None and len(text) < low:
-        return None, "InvalidValue"
-    return text, ""
+#: A model's per-attribute slots: (definition, attribute), the definition by identity.
+_Slot = tuple[VariableDef, Attribute]
 
 
 class DeviceModel:
@@ -250,23 +136,11 @@ class DeviceModel:
         key that is malformed, unknown or has an invalid value.
         """
         self._store = store
-        self._defs: tuple[VariableDef, ...] = tuple(definitions)
-        self._index: dict[_Key, VariableDef] = {}
-        self._components: set[_ComponentFold] = set()
-        self._values: dict[tuple[_Key, Attribute], str] = {}
-        self._live: dict[tuple[_Key, Attribute], Callable[[], str]] = {}
+        self._catalogue = catalogue(tuple(definitions))
+        #: The values that differ from the definitions' defaults, and the live getters.
+        self._values: dict[_Slot, str] = {}
+        self._live: dict[_Slot, Callable[[], str]] = {}
         self._watchers: list[Watcher] = []
-        for definition in self._defs:
-            key = _key(definition.component, definition.variable)
-            if key in self._index:
-                raise ValueError(f"{self._path(definition)} is defined twice")
-            self._index[key] = definition
-            self._components.add(_component_fold(definition.component))
-            for attribute in definition.mutability:
-                default = definition.default_for(attribute)
-                if default and check_value(definition, default)[0] is None:
-                    raise ValueError(f"{self._path(definition, attribute)}: invalid default")
-                self._values[key, attribute] = default
         for path, value in (install_defaults or {}).items():
             self._install(path, value)
         self._load_stored()
@@ -280,21 +154,27 @@ class DeviceModel:
     @property
     def definitions(self) -> tuple[VariableDef, ...]:
         """Every definition, in catalogue order."""
-        return self._defs
+        return self._catalogue.definitions
 
     def lookup(self, component: ComponentKey, variable: VariableKey) -> VariableDef | None:
         """The definition of a component's variable, or None (names case-insensitive)."""
-        return self._index.get(_key(component, variable))
+        return self._catalogue.lookup(component, variable)
 
     def has_component(self, component: ComponentKey) -> bool:
         """Whether any variable belongs to this component."""
-        return _component_fold(component) in self._components
+        return self._catalogue.has_component(component)
 
     def current(self, definition: VariableDef, attribute: Attribute = Attribute.ACTUAL) -> str:
         """The current value of an attribute, whatever its mutability ("" when unset)."""
-        slot = (_key(definition.component, definition.variable), attribute)
+        own = self._catalogue.own(definition)
+        if own is None or attribute not in own.mutability:
+            return ""
+        slot = (own, attribute)
         live = self._live.get(slot)
-        return live() if live is not None else self._values.get(slot, "")
+        if live is not None:
+            return live()
+        value = self._values.get(slot)
+        return own.default_for(attribute) if value is None else value
 
     def value(self, path: str) -> str:
         """The current value at `path`, WriteOnly included; KeyError if unknown."""
@@ -427,7 +307,7 @@ class DeviceModel:
         definition = self.lookup(component, variable)
         if definition is None or attribute not in definition.mutability:
             raise KeyError(format_path(component, variable, attribute))
-        self._live[_key(component, variable), attribute] = getter
+        self._live[definition, attribute] = getter
 
     def watch(self, callback: Watcher) -> None:
         """Call `callback(definition, attribute, value)` after every accepted set()."""
@@ -444,7 +324,15 @@ class DeviceModel:
         """Persist (when the variable is persistent), then hold the new value."""
         if definition.persistent:
             self._store.set_setting(PREFIX + self._path(definition, attribute), value)
-        self._values[_key(definition.component, definition.variable), attribute] = value
+        self._hold(definition, attribute, value)
+
+    def _hold(self, definition: VariableDef, attribute: Attribute, value: str) -> None:
+        """Hold `value` as the attribute's current value (only what differs from the
+        default takes room)."""
+        if value == definition.default_for(attribute):
+            self._values.pop((definition, attribute), None)
+        else:
+            self._values[definition, attribute] = value
 
     def _install(self, path: str, value: str) -> None:
         """Apply one install-config value; raises ValueError if it does not fit."""
@@ -455,11 +343,11 @@ class DeviceModel:
         canonical, reason = check_value(definition, value)
         if canonical is None:
             raise ValueError(f"{path}: {reason} value {value!r}")
-        self._values[_key(definition.component, definition.variable), attribute] = canonical
+        self._hold(definition, attribute, canonical)
 
     def _load_stored(self) -> None:
         """Take every persisted runtime value that still fits its definition."""
-        for definition in self._defs:
+        for definition in self.definitions:
             if not definition.persistent or definition.constant:
                 continue
             for attribute in definition.mutability:
@@ -475,7 +363,7 @@ class DeviceModel:
                         reason,
                     )
                     continue
-                self._values[_key(definition.component, definition.variable), attribute] = canonical
+                self._hold(definition, attribute, canonical)
 
 
 # -- the wire ----------------------------------------------------------------------------

@@ -24,7 +24,6 @@ before the registration is accepted (the adapter starts `run` after it).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -35,6 +34,7 @@ from agent.core.events import ReservationEnded
 from agent.core.ports import Clock, SettingsStore
 from agent.core.reservations import Reservation
 from agent.core.station import Station
+from agent.core.tasks import Signal
 from agent.ocpp.rpc import CallTimeout, Handler, RpcEndpoint, RpcError
 from agent.ocpp.v201 import mapping
 from agent.ocpp.v201.device_model import DeviceModel
@@ -85,7 +85,7 @@ class Ocpp201Reservations:
         self._clock = clock
         self._on_settled = on_settled
         self._statuses_sent = statuses_sent
-        self._wake = asyncio.Event()
+        self._wake = Signal()
 
     def handlers(self) -> dict[str, Handler]:
         """The CALLs this block answers, by action."""

@@ -15,12 +15,12 @@ This module must not: touch the store, or send anything but NotifyEvent.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 from agent.core.events import StorageFault
 from agent.core.ports import Clock
+from agent.core.tasks import Signal
 from agent.ocpp.rpc import CallTimeout, RpcEndpoint, RpcError
 from agent.ocpp.v201.metering import wire_time
 
@@ -37,7 +37,7 @@ class StorageEvents:
         self._clock = clock
         self._current: StorageFault | None = None
         self._reported = False  # the state the CSMS last acknowledged: a problem or not
-        self._changed = asyncio.Event()
+        self._changed = Signal()
         # eventId: unique for this station's life (a restart must not reuse a recent one).
         self._next_event_id = int(clock.now().timestamp()) % 1_000_000_000
 

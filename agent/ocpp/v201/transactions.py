@@ -29,13 +29,13 @@ from agent.core.events import IdToken, MeterValuesSampled, sample_payload
 from agent.core.ports import OutboxEntry, SampleContext, StopReason, TxEventKind, TxRecord
 from agent.core.station import Station
 from agent.core.status import ConnectorStatus, SessionPhase
-from agent.ocpp.outbox import Skip
+from agent.ocpp.outbox import OutboxCall, Skip
 from agent.ocpp.rpc import CallTimeout, ConnectionLost, Handler, RpcEndpoint, RpcError
 from agent.ocpp.v201 import metering
 from agent.ocpp.v201.auth import Ocpp201Authorization
 from agent.ocpp.v201.device_model import DeviceModel, wire_time
 from agent.ocpp.v201.mapping import STOP_REASONS
-from agent.store import Store
+from agent.store import AgentStore
 from drivers.types import TokenType
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ class Ocpp201Transactions:
         self,
         *,
         station: Station,
-        store: Store,
+        store: AgentStore,
         model: DeviceModel,
         auth: Ocpp201Authorization,
         endpoint: Callable[[], RpcEndpoint | None],
@@ -195,21 +195,25 @@ class Ocpp201Transactions:
 
     # -- TransactionEvent from the outbox ------------------------------------------------
 
-    async def deliver(self, entry: OutboxEntry) -> None:
-        """Send one journal entry as a TransactionEvent; raises as RpcEndpoint.call does."""
-        endpoint = self._endpoint()
-        if endpoint is None:
-            raise ConnectionLost("not connected")
+    def outbox_call(self, entry: OutboxEntry, ahead: bool) -> OutboxCall:
+        """The TransactionEvent for one journal entry and what its answer means (C10
+        cache, E05 StopTxOnInvalidId); raises Skip (nothing to send). Nothing here
+        depends on an earlier entry's answer (the station gives the transactionId, E01),
+        so it never raises NotYet, `ahead` or not."""
         tx = self.store.get_transaction(entry.tx_local_id)
         payload = self.transaction_event(entry, tx)
         if payload is None:
             raise Skip
-        answer = await endpoint.call("TransactionEvent", payload)
-        info = answer.get("idTokenInfo")
-        if info is not None and "idToken" in payload:
-            result = self.auth.remember(payload["idToken"], info)
-            if not result.accepted and entry.kind != TxEventKind.ENDED:
-                self._invalid_id(tx)
+        token = payload.get("idToken")
+
+        def answered(answer: dict[str, Any]) -> None:
+            info = answer.get("idTokenInfo")
+            if info is not None and token is not None:
+                result = self.auth.remember(token, info)
+                if not result.accepted and entry.kind != TxEventKind.ENDED:
+                    self._invalid_id(tx)
+
+        return OutboxCall("TransactionEvent", payload, answered)
 
     def _invalid_id(self, tx: TxRecord) -> None:
         """E05: the CSMS refused the token of a running transaction: stop it, or suspend

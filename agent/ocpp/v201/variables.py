@@ -6,7 +6,8 @@ reports, as data. Names, data types and required variables follow OCPP 2.0.1 Par
 Appendices ("Standardized components and variables"); enumerations match the official
 JSON schemas (`DataEnumType`, `AttributeEnumType`, `MutabilityEnumType`).
 `station_variables()` builds the catalogue for one station as built: its EVSEs, their
-connectors, and the controller components.
+connectors, and the controller components. Definitions are immutable, so stations built
+alike share one catalogue (a fleet of thousands builds it once).
 
 Must not: hold live values, read or write the store, validate values or know the wire
 (device_model.py and reports.py do that).
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from types import MappingProxyType
 
 from agent.ocpp.v201.metering import (
@@ -564,12 +566,30 @@ def station_variables(
     """The catalogue of a station with `evses` = [(evse_id, [(connector_id, type)])];
     `phase_switching`: a board can switch between 3 and 1 phases.
 
-    Raises ValueError for no EVSE, an EVSE without connectors, a duplicate or
-    non-positive id, or a connector type that is not a ConnectorEnumType value.
+    Stations built alike get the same (immutable) definitions. Raises ValueError for no
+    EVSE, an EVSE without connectors, a duplicate or non-positive id, or a connector type
+    that is not a ConnectorEnumType value.
     """
+    built = tuple((evse_id, tuple(connectors)) for evse_id, connectors in evses)
+    powers = tuple(sorted((evse_max_power_w or {}).items()))
+    return list(
+        _station_variables(built, vendor_name, model, supply_phases, powers, phase_switching)
+    )
+
+
+@lru_cache(maxsize=16)
+def _station_variables(
+    evses: tuple[tuple[int, tuple[tuple[int, str], ...]], ...],
+    vendor_name: str,
+    model: str,
+    supply_phases: int,
+    evse_max_power_w: tuple[tuple[int, float], ...],
+    phase_switching: bool,
+) -> tuple[VariableDef, ...]:
+    """station_variables() over hashable arguments, built once per distinct station."""
     if not evses:
         raise ValueError("a station needs at least one EVSE")
-    powers = evse_max_power_w or {}
+    powers = dict(evse_max_power_w)
     out = _station(vendor_name, model, supply_phases)
     seen: set[int] = set()
     connector_types: list[str] = []
@@ -590,7 +610,7 @@ def station_variables(
             connector_types.append(connector_type)
             out += _connector(evse_id, connector_id, connector_type, supply_phases)
     all_cabled = all(kind.startswith("c") for kind in connector_types)
-    return [
+    return (
         *out,
         *_ocpp_comm(all_cabled),
         *_tx(),
@@ -601,4 +621,4 @@ def station_variables(
         *_clock(),
         *_later_features(),
         *_smart_charging(phase_switching),
-    ]
+    )
