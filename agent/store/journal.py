@@ -27,10 +27,12 @@ from agent.store.schema import (
     PENDING,
     TX_COLUMNS,
     dump,
+    ended_record,
     from_text,
     load,
     next_id,
     row_to_tx,
+    started_record,
     to_text,
     tx_to_row,
 )
@@ -102,18 +104,16 @@ class SqliteJournal(Database):
         text) and the caller's `details`. Raises ValueError if `started_at` is naive,
         StoreBacklogFull while the disk refuses writes and the backlog is full.
         """
-        started_text = to_text(started_at)
-        payload = dump(
-            {
-                **(details or {}),
-                "evse_id": evse_id,
-                "connector_id": connector_id,
-                "id_token": id_token,
-                "token_type": str(token_type),
-                "started_at": started_text,
-                "meter_start_wh": meter_start_wh,
-                "reservation_id": reservation_id,
-            }
+        tx, payload, started_text = started_record(
+            self._next_local_id,
+            evse_id=evse_id,
+            connector_id=connector_id,
+            id_token=id_token,
+            token_type=token_type,
+            started_at=started_at,
+            meter_start_wh=meter_start_wh,
+            reservation_id=reservation_id,
+            details=details,
         )
         self._live()
         if not self._writer.accepting_new:
@@ -121,19 +121,6 @@ class SqliteJournal(Database):
                 f"the store cannot write ({self.health.error}) and holds"
                 f" {self.health.backlog} writes: no new transaction"
             )
-        started = from_text(started_text)
-        tx = TxRecord(
-            local_id=self._next_local_id,
-            evse_id=evse_id,
-            connector_id=connector_id,
-            id_token=id_token,
-            token_type=token_type,
-            started_at=started,
-            meter_start_wh=meter_start_wh,
-            last_meter_wh=meter_start_wh,
-            last_meter_at=started,
-            reservation_id=reservation_id,
-        )
         self._next_local_id += 1
         self._write_tx_and_entry(tx, TxEventKind.STARTED, payload, started_text)
         return tx
@@ -206,19 +193,14 @@ class SqliteJournal(Database):
         The final register also becomes `last_meter_wh`/`last_meter_at`. Raises KeyError
         for an unknown transaction, ValueError if it already ended or `stopped_at` is naive.
         """
-        stopped_text = to_text(stopped_at)
-        payload_text = dump(payload)
-        stopped = from_text(stopped_text)
-        tx = replace(
+        tx, stopped_text = ended_record(
             self._open_tx(local_id),
-            stopped_at=stopped,
+            stopped_at=stopped_at,
             meter_stop_wh=meter_stop_wh,
-            stop_reason=reason,
+            reason=reason,
             stop_id_token=stop_id_token,
-            last_meter_wh=meter_stop_wh,
-            last_meter_at=stopped,
         )
-        self._write_tx_and_entry(tx, TxEventKind.ENDED, payload_text, stopped_text)
+        self._write_tx_and_entry(tx, TxEventKind.ENDED, dump(payload), stopped_text)
         return tx
 
     def _write_tx_and_entry(

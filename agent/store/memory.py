@@ -45,7 +45,17 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 from agent.core.ports import Clock, OutboxEntry, StopReason, TxEventKind, TxRecord
 from agent.store.database import Database
 from agent.store.retention import FILE_RETENTION, EndReads, Retention, RunningPrune
-from agent.store.schema import DELIVERED, DROPPED, PENDING, dump, from_text, load, to_text
+from agent.store.schema import (
+    DELIVERED,
+    DROPPED,
+    PENDING,
+    dump,
+    ended_record,
+    from_text,
+    load,
+    started_record,
+    to_text,
+)
 from agent.store.writer import RETRY_INTERVAL_S, Listener, StoreHealth
 from drivers.types import TokenType
 
@@ -174,35 +184,20 @@ class MemoryStore:
 
         Raises ValueError if `started_at` is naive (see Store.begin_transaction).
         """
-        started_text = to_text(started_at)
-        payload = dump(
-            {
-                **(details or {}),
-                "evse_id": evse_id,
-                "connector_id": connector_id,
-                "id_token": id_token,
-                "token_type": str(token_type),
-                "started_at": started_text,
-                "meter_start_wh": meter_start_wh,
-                "reservation_id": reservation_id,
-            }
-        )
-        self._live()
-        started = from_text(started_text)
-        tx = TxRecord(
-            local_id=self._next_local_id,
+        tx, payload, _ = started_record(
+            self._next_local_id,
             evse_id=evse_id,
             connector_id=connector_id,
             id_token=id_token,
             token_type=token_type,
-            started_at=started,
+            started_at=started_at,
             meter_start_wh=meter_start_wh,
-            last_meter_wh=meter_start_wh,
-            last_meter_at=started,
             reservation_id=reservation_id,
+            details=details,
         )
+        self._live()
         self._next_local_id += 1
-        self._write(tx, TxEventKind.STARTED, payload, started)
+        self._write(tx, TxEventKind.STARTED, payload, tx.started_at)
         return tx
 
     def record_meter(
@@ -261,18 +256,14 @@ class MemoryStore:
         Raises KeyError for an unknown transaction, ValueError if it already ended or
         `stopped_at` is naive.
         """
-        stopped = from_text(to_text(stopped_at))
-        payload_text = dump(payload)
-        tx = replace(
+        tx, _ = ended_record(
             self._open_tx(local_id),
-            stopped_at=stopped,
+            stopped_at=stopped_at,
             meter_stop_wh=meter_stop_wh,
-            stop_reason=reason,
+            reason=reason,
             stop_id_token=stop_id_token,
-            last_meter_wh=meter_stop_wh,
-            last_meter_at=stopped,
         )
-        self._write(tx, TxEventKind.ENDED, payload_text, stopped)
+        self._write(tx, TxEventKind.ENDED, dump(payload), tx.last_meter_at)
         return tx
 
     def _write(self, tx: TxRecord, kind: TxEventKind, payload: str, created_at: datetime) -> None:

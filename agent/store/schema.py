@@ -13,6 +13,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -170,6 +171,73 @@ def load(text: str) -> Any:
         except ValueError:
             pass  # huge integers, lone surrogates: the stdlib decides, as it wrote them
     return json.loads(text)
+
+
+def started_record(
+    local_id: int,
+    *,
+    evse_id: int,
+    connector_id: int,
+    id_token: str,
+    token_type: TokenType,
+    started_at: datetime,
+    meter_start_wh: float,
+    reservation_id: int | None,
+    details: Mapping[str, Any] | None,
+) -> tuple[TxRecord, str, str]:
+    """A new transaction's record, its STARTED entry's payload (JSON) and time (text), as
+    both journals (SQLite and memory) write them. Raises ValueError for a naive time."""
+    started_text = to_text(started_at)
+    payload = dump(
+        {
+            **(details or {}),
+            "evse_id": evse_id,
+            "connector_id": connector_id,
+            "id_token": id_token,
+            "token_type": str(token_type),
+            "started_at": started_text,
+            "meter_start_wh": meter_start_wh,
+            "reservation_id": reservation_id,
+        }
+    )
+    started = from_text(started_text)
+    tx = TxRecord(
+        local_id=local_id,
+        evse_id=evse_id,
+        connector_id=connector_id,
+        id_token=id_token,
+        token_type=token_type,
+        started_at=started,
+        meter_start_wh=meter_start_wh,
+        last_meter_wh=meter_start_wh,
+        last_meter_at=started,
+        reservation_id=reservation_id,
+    )
+    return tx, payload, started_text
+
+
+def ended_record(
+    tx: TxRecord,
+    *,
+    stopped_at: datetime,
+    meter_stop_wh: float,
+    reason: StopReason,
+    stop_id_token: str | None,
+) -> tuple[TxRecord, str]:
+    """`tx` closed (the final register also its last reading) and its stop time as text.
+    Raises ValueError for a naive time."""
+    stopped_text = to_text(stopped_at)
+    stopped = from_text(stopped_text)
+    closed = replace(
+        tx,
+        stopped_at=stopped,
+        meter_stop_wh=meter_stop_wh,
+        stop_reason=reason,
+        stop_id_token=stop_id_token,
+        last_meter_wh=meter_stop_wh,
+        last_meter_at=stopped,
+    )
+    return closed, stopped_text
 
 
 def row_to_tx(row: tuple[Any, ...]) -> TxRecord:
