@@ -365,10 +365,10 @@ class EnergyManager:
         """The most the EVSE can use of the surplus (its hardware on the EV's phases, or
         its EV's settled draw when that is clearly less than offered) and the headroom
         shown to such an EV so it can grow again (not taken from the others)."""
-        want = regulator.max_power_w(self.station.evses[evse_id].hardware_max_a)
+        evse = self.station.evses[evse_id]
+        want = regulator.max_power_w(evse.hardware_max_a)
         draw = self.smart.settled_draw_a(evse_id)
-        limit = self.smart.limits.get(evse_id)
-        offered = limit.current_a if limit is not None else 0.0
+        offered = evse.offered_a()
         if (
             draw is None
             or offered < self.smart.min_current_a
