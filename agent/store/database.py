@@ -30,7 +30,6 @@ import threading
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -309,7 +308,9 @@ class Database:
             if tx is not None:
                 overlay.txs[tx.local_id] = (tx, index)
             if entry is not None:
-                overlay.entries[entry.entry.seq] = replace(entry, op=index)
+                overlay.entries[entry.entry.seq] = PendingEntry(
+                    entry.entry, entry.state, index, entry.position
+                )
             if setting is not None:
                 overlay.settings[setting[0]] = (setting[1], index)
 

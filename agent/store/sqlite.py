@@ -74,13 +74,14 @@ from agent.store.schema import (
     StoreSchemaError,
     row_to_entry,
 )
-from agent.store.writer import DEFAULT_MAX_BACKLOG, StoreBacklogFull, StoreHealth
+from agent.store.writer import DEFAULT_MAX_BACKLOG, Rows, StoreBacklogFull, StoreHealth
 
 __all__ = ["Store", "StoreBacklogFull", "StoreHealth", "StoreSchemaError"]
 
 _log = logging.getLogger(__name__)
 
 
+_MARK_DELIVERED: Final = "UPDATE outbox SET state = ? WHERE seq = ?"
 # The next pending entries, each with its position among its transaction's entries.
 _READ_AHEAD: Final = (
     f"SELECT {ENTRY_COLUMNS}, position FROM outbox WHERE state = ? AND seq > ? ORDER BY seq LIMIT ?"
@@ -230,10 +231,10 @@ class Store(SqliteJournal):
         if current.state == DELIVERED:
             return
         self._submit(
-            statement("UPDATE outbox SET state = ? WHERE seq = ?", (DELIVERED, seq)),
+            Rows(_MARK_DELIVERED, [(DELIVERED, seq)]),  # joins the marks queued before it
             ((ENTRY, seq),),
             lazy=True,
-            entry=replace(current, state=DELIVERED),
+            entry=PendingEntry(current.entry, DELIVERED, current.op, current.position),
         )
         going = self._running.delivered(current.entry, lambda local_id: self._tail(local_id)[1])
         if going:
