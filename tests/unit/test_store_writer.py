@@ -287,6 +287,44 @@ def test_register_updates_fold_while_the_disk_refuses_writes(store: Store) -> No
     assert store.get_transaction(tx.local_id).last_meter_wh == 140.0
 
 
+def test_delivery_marks_join_one_queued_write_and_all_reach_the_disk(
+    store: Store, mode: str, tmp_path: Path
+) -> None:
+    """Marks queued one after another join the queued mark write (one write in the
+    backlog, whatever their number); readers see every mark at once; a write of another
+    kind between them keeps its place; all of it reaches the disk once it accepts writes."""
+    tx = begin(store)
+    for energy_wh in (110.0, 120.0, 130.0, 140.0):
+        sample(store, tx.local_id, energy_wh)
+    assert store.flush()
+    seqs = [entry.seq for entry in store.tx_entries(tx.local_id)]
+    make_read_only(store)
+    for seq in seqs[:3]:
+        store.mark_delivered(seq)
+    assert store.health.backlog == 1  # three marks, one write
+    end(store, tx.local_id)  # another kind of write comes between
+    for seq in seqs[3:]:
+        store.mark_delivered(seq)
+    assert store.health.backlog == 3  # marks, the end, marks
+    assert store.pending_count(tx.local_id) == 1  # the end's entry, not yet durable
+    make_read_only(store, False)
+    store.retry_now()
+    assert store.flush()
+    assert store.health.backlog == 0
+    if mode != "memory":
+        conn = sqlite3.connect(tmp_path / "agent.db")
+        try:
+            rows = conn.execute(
+                "SELECT kind, state FROM outbox WHERE tx_local_id = ? ORDER BY seq",
+                (tx.local_id,),
+            ).fetchall()
+        finally:
+            conn.close()
+        assert rows == [("started", "delivered")] + [("updated", "delivered")] * 4 + [
+            ("ended", "pending")
+        ]
+
+
 # -- the writer thread --------------------------------------------------------------------
 
 
