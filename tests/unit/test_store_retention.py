@@ -367,17 +367,23 @@ async def test_v16_a_fleet_stations_stop_carries_what_stop_txn_sampled_data_asks
         assert stop["transactionData"][-1]["sampledValue"][0]["context"] == "Transaction.End"
 
 
-@pytest.mark.parametrize("ended_measurands", ["", "Energy.Active.Import.Register"])
+@pytest.mark.parametrize(
+    ("ended_measurands", "ended_interval"),
+    [("", "0"), ("Energy.Active.Import.Register", "0"), ("Energy.Active.Import.Register", "1")],
+)
 async def test_v201_a_fleet_stations_seqnos_and_ended_meter_values_are_whole(
-    tmp_path: Path, ended_measurands: str
+    tmp_path: Path, ended_measurands: str, ended_interval: str
 ) -> None:
-    """E04/E01: seqNo counts every TransactionEvent of the transaction from 0 without a
-    gap, and the Ended event carries TxEndedMeasurands over the whole transaction, though
-    fleet mode lets go of the delivered entries the Ended event will not read."""
+    """E04/E01/J02: seqNo counts every TransactionEvent of the transaction from 0 without
+    a gap, and the Ended event carries the TxEndedMeasurands at TxEndedInterval (0: the
+    start's and the end's only), though fleet mode lets go of the delivered entries the
+    Ended event will not read: with nothing to read between start and end, a running
+    transaction holds its Started entry and its newest one, however long it runs."""
     async with Csms(CsmsBehaviour(), subprotocols=("ocpp2.0.1",)) as csms:
         settings = {
             "SampledDataCtrlr/TxUpdatedInterval": "1",
             "SampledDataCtrlr/TxEndedMeasurands": ended_measurands,
+            "SampledDataCtrlr/TxEndedInterval": ended_interval,
         }
         running = RunningStation(
             fleet_store(make_config_201(csms.url, tmp_path, settings=settings))
@@ -395,7 +401,7 @@ async def test_v201_a_fleet_stations_seqnos_and_ended_meter_values_are_whole(
             await csms.wait_for("TransactionEvent", where=with_meter, count=3, timeout_s=20)
             store = running.agent.store
             local_id = store.last_tx_for_evse(1).local_id  # type: ignore[union-attr]
-            if not ended_measurands:
+            if ended_interval == "0":
                 await run_until(running, lambda: len(store.tx_entries(local_id)) <= 2)
             running.unplug()
             ended = await csms.wait_for(
@@ -407,7 +413,15 @@ async def test_v201_a_fleet_stations_seqnos_and_ended_meter_values_are_whole(
     assert [event["seqNo"] for event in events] == list(range(len(events)))
     if not ended_measurands:
         assert "meterValue" not in ended
+        return
+    readings = energy_values(ended["meterValue"])
+    started = energy_values(events[0]["meterValue"]) if "meterValue" in events[0] else []
+    updated = [r for e in events if with_meter(e) for r in energy_values(e["meterValue"])]
+    contexts = [v["context"] for mv in ended["meterValue"] for v in mv["sampledValue"]]
+    assert contexts[0] == "Transaction.Begin" and contexts[-1] == "Transaction.End"
+    assert readings[0] == (started[0] if started else 0.0)
+    if ended_interval == "0":
+        assert contexts == ["Transaction.Begin", "Transaction.End"]  # no intermediate values
+        assert readings[-1] >= updated[-1]
     else:
-        updated = [r for e in events if with_meter(e) for r in energy_values(e["meterValue"])]
-        readings = energy_values(ended["meterValue"])
-        assert readings[1:-1] == updated  # the start's, every sample's, the end's
+        assert readings[1:-1] == updated  # the start's, every second's sample, the end's

@@ -58,7 +58,7 @@ from agent.ocpp.v201.device_model import (
 from agent.ocpp.v201.device_requests import DeviceModelRequests
 from agent.ocpp.v201.reservations import Ocpp201Reservations
 from agent.ocpp.v201.storage_events import StorageEvents
-from agent.ocpp.v201.transactions import TX_ENDED_MEASURANDS, Ocpp201Transactions
+from agent.ocpp.v201.transactions import Ocpp201Transactions
 from agent.ocpp.v201.variables import Attribute, VariableDef
 from agent.store import AgentStore
 from agent.store.auth import AuthCache, LocalAuthList
@@ -133,9 +133,6 @@ class Ocpp201Adapter:
             model=self._charging_station["model"],
         )
         self.model = DeviceModel(store, catalogue, install_defaults=install_settings, clock=clock)
-        # The Ended event reads every entry's meter values when TxEndedMeasurands asks for
-        # any; the store may let the others go (agent/store/retention.py).
-        store.retain_for_end(lambda _entry: bool(self.model.list_value(TX_ENDED_MEASURANDS)))
         self.auth = Ocpp201Authorization(
             model=self.model,
             clock=clock,

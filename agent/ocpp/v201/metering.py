@@ -215,6 +215,18 @@ def meter_value(
     return {"timestamp": wire_time(datetime.fromisoformat(payload["at"])), "sampledValue": values}
 
 
+def register_reading(
+    energy_wh: float, at: datetime, measurands: Iterable[str]
+) -> dict[str, Any] | None:
+    """The end's MeterValueType when the journal holds no end sample (a transaction
+    ended after a power loss: its final register is the last one read), or None if
+    the energy register is not among `measurands`."""
+    if ENERGY_IMPORT not in measurands or not isfinite(energy_wh):
+        return None
+    value = _entry(energy_wh, READING_CONTEXT[SampleContext.END], ENERGY_IMPORT)
+    return {"timestamp": wire_time(at), "sampledValue": [value]}
+
+
 def meter_values_request(
     evse_id: int,
     payloads: Sequence[Mapping[str, Any]],

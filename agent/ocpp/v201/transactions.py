@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Coroutine, Mapping
+from datetime import datetime
 from typing import Any, Final, Protocol
 
 from agent.core.events import IdToken, MeterValuesSampled, sample_payload
@@ -93,6 +94,7 @@ _EVENT_TYPES: dict[TxEventKind, str] = {
 TX_STARTED_MEASURANDS: Final = "SampledDataCtrlr/TxStartedMeasurands"
 TX_UPDATED_MEASURANDS: Final = "SampledDataCtrlr/TxUpdatedMeasurands"
 TX_ENDED_MEASURANDS: Final = "SampledDataCtrlr/TxEndedMeasurands"
+TX_ENDED_INTERVAL: Final = "SampledDataCtrlr/TxEndedInterval"
 ALIGNED_MEASURANDS: Final = "AlignedDataCtrlr/Measurands"
 STOP_TX_ON_INVALID_ID: Final = "TxCtrlr/StopTxOnInvalidId"
 MAX_ENERGY_ON_INVALID_ID: Final = "TxCtrlr/MaxEnergyOnInvalidId"
@@ -128,6 +130,72 @@ def _id_token(value: str, token_type: str | None) -> dict[str, Any]:
     return {"idToken": value, "type": token_type or TokenType.ISO14443.value}
 
 
+class EndedSamples:
+    """Which journal entries the Ended event's meter values come from (J02: the
+    TxEndedMeasurands, sampled every TxEndedInterval): the start's, the first sample in
+    each TxEndedInterval after the start, and the end's. A TxEndedInterval of 0 means the
+    start's and the end's only (no intermediate values).
+
+    The store is told the same rule as entries are delivered (`reads`, handed to
+    `retain_for_end`), so a store that prunes (fleet mode) keeps only what the Ended
+    event will read and no longer grows with the transaction's length. The rule looks at
+    the entries in order; `select` applies it at the end to what is left, which contains
+    every entry `reads` kept. A TxEndedInterval changed during a transaction applies to
+    the samples delivered after the change.
+    """
+
+    __slots__ = ("_last", "_model", "_store")
+
+    def __init__(self, store: AgentStore, model: DeviceModel) -> None:
+        self._store = store
+        self._model = model
+        self._last: dict[int, int] = {}  # by transaction: the interval sampled last
+
+    def reads(self, entry: OutboxEntry) -> bool:
+        """Whether the Ended event will read this entry (called in delivery order)."""
+        if not self._model.list_value(TX_ENDED_MEASURANDS):
+            return False
+        local_id = entry.tx_local_id
+        if entry.kind is TxEventKind.STARTED:
+            self._last[local_id] = 0
+            return True
+        if entry.kind is TxEventKind.ENDED:
+            self._last.pop(local_id, None)
+            return True
+        try:
+            started_at = self._store.get_transaction(local_id).started_at
+        except KeyError:
+            return True
+        index = self._interval_of(entry, started_at)
+        if index is None or index <= self._last.get(local_id, -1):
+            return False
+        self._last[local_id] = index
+        return True
+
+    def select(self, tx: TxRecord, entries: list[OutboxEntry]) -> list[OutboxEntry]:
+        """The entries (of `tx`, in order) whose meter values the Ended event carries."""
+        chosen = []
+        last = -1
+        for entry in entries:
+            if entry.kind is not TxEventKind.UPDATED:
+                chosen.append(entry)
+                last = 0
+                continue
+            index = self._interval_of(entry, tx.started_at)
+            if index is not None and index > last:
+                chosen.append(entry)
+                last = index
+        return chosen
+
+    def _interval_of(self, entry: OutboxEntry, started_at: datetime) -> int | None:
+        """Which TxEndedInterval since the start an Updated entry's sample falls in (the
+        first is 0); None if it carries no sample or the interval is 0."""
+        interval_s = self._model.int_value(TX_ENDED_INTERVAL)
+        if interval_s <= 0 or "energy_import_wh" not in entry.payload:
+            return None
+        return int((entry.created_at - started_at).total_seconds() // interval_s)
+
+
 class Ocpp201Transactions:
     """The 2.0.1 face of the core's transactions, for one adapter."""
 
@@ -153,6 +221,10 @@ class Ocpp201Transactions:
             prefix = secrets.token_hex(4)
             store.set_setting(TX_ID_PREFIX_SETTING, prefix)
         self._prefix = f"{prefix}-"
+        self._ended = EndedSamples(store, model)
+        # The store may let go of the delivered entries the Ended event will not read
+        # (agent/store/retention.py).
+        store.retain_for_end(self._ended.reads)
         #: Checks and applies a remote start's chargingProfile (None: it is ignored).
         self.start_profiles: RemoteStartProfiles | None = None
 
@@ -299,13 +371,19 @@ class Ocpp201Transactions:
         return [] if value is None else [value]
 
     def _ended_values(self, tx: TxRecord) -> list[dict[str, Any]]:
-        """The TxEndedMeasurands over the transaction (begin, samples, end)."""
+        """The TxEndedMeasurands over the transaction: the start's, every TxEndedInterval's,
+        the end's (EndedSamples)."""
         measurands = self.model.list_value(TX_ENDED_MEASURANDS)
+        if not measurands:
+            return []
         phases = self._phases(tx.evse_id)
         values = []
-        for entry in self.store.tx_entries(tx.local_id):
+        for entry in self._ended.select(tx, self.store.tx_entries(tx.local_id)):
             sample = entry.payload.get("sample") if entry.kind == TxEventKind.STARTED else None
             value = metering.meter_value(sample or entry.payload, measurands, phases=phases)
+            if value is None and entry.kind is TxEventKind.ENDED and tx.stopped_at is not None:
+                energy_wh = tx.meter_stop_wh if tx.meter_stop_wh is not None else tx.last_meter_wh
+                value = metering.register_reading(energy_wh, tx.stopped_at, measurands)
             if value is not None:
                 values.append(value)
         return values
