@@ -34,7 +34,7 @@ from agent.core.clock import SystemClock
 from agent.core.evse import ConnectorSpec, Evse
 from agent.core.ports import Clock, StopReason
 from agent.core.station import Station
-from agent.core.tasks import TaskSet
+from agent.core.tasks import Signal, TaskSet, flag_waiter
 from agent.energy import EnergyManager
 from agent.hardware import EvseHardware, build_hardware, build_site_meter, isolation_to_board
 from agent.indicators import Feedback
@@ -118,6 +118,11 @@ class _Wiring(NamedTuple):
     adapter: OcppAdapter
     targets: Callable[[], Sequence[Target]]
     attempts_per_target: Callable[[], int]
+
+
+#: The flag `Agent.run` and `run_agent` wait on: a fleet shares one among thousands of
+#: agents, and a Signal (agent/core/tasks.py) wakes them without a task each.
+StopFlag = Signal
 
 
 @dataclass
@@ -223,7 +228,7 @@ class Agent:
             on_connected=self._on_connected,
         )
         self._tasks = TaskSet("agent")
-        self._changed = asyncio.Event()
+        self._changed = Signal()
         self.station.subscribe(lambda _event: self._notify())
         self.messages.listeners.append(lambda _frame: self._notify())
         self.adapter.on_change.append(self._notify)
@@ -370,7 +375,7 @@ class Agent:
 
             self.station.present_token(evse_id, IdToken(id_token))
 
-    async def run(self, stop: asyncio.Event | None = None) -> Outcome:
+    async def run(self, stop: asyncio.Event | Signal | None = None) -> Outcome:
         """Run until `stop` is set or a Reset asks for a restart; leave everything safe."""
         self._outcome = asyncio.get_running_loop().create_future()
         try:
@@ -406,7 +411,7 @@ class Agent:
             self._tasks.spawn(self.supervisor.run(), name="connection")
             waiters: list[asyncio.Future[Any]] = [self._outcome]
             if stop is not None:
-                waiters.append(asyncio.ensure_future(stop.wait()))
+                waiters.append(flag_waiter(stop))
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters[1:]:
                 waiter.cancel()
@@ -496,10 +501,10 @@ class AgentRunner:
         self.api: ApiServer | None = None  # the local API, when the config enables it
         self.powered = True
         self._on_agent = on_agent
-        self._restore = asyncio.Event()
+        self._restore = Signal()
         #: Called whenever `agent` or `powered` changes.
         self.on_change: list[Callable[[], None]] = []
-        self._changed = asyncio.Event()
+        self._changed = Signal()
 
     def _notify(self) -> None:
         self._changed.set()
@@ -514,9 +519,9 @@ class AgentRunner:
                 self._changed.clear()
                 await self._changed.wait()
 
-    async def run(self, stop: asyncio.Event | None = None) -> None:
+    async def run(self, stop: asyncio.Event | Signal | None = None) -> None:
         """Run until `stop` is set (serving the local API, when enabled, throughout)."""
-        stop = stop or asyncio.Event()
+        stop = stop or Signal()
         if self.config.api.enabled:
             from agent.api import ApiServer  # aiohttp is imported only when the API is on
 
@@ -528,7 +533,7 @@ class AgentRunner:
             if self.api is not None:
                 await self.api.stop()
 
-    async def _run_agents(self, stop: asyncio.Event) -> None:
+    async def _run_agents(self, stop: asyncio.Event | Signal) -> None:
         previous: Outcome | None = None  # what the next agent boots after
         while True:
             agent = Agent(self.config, previous=previous)
@@ -546,8 +551,8 @@ class AgentRunner:
                 self._notify()
                 log.warning("simulated power cut: the agent is down until power returns")
                 self._restore.clear()
-                restored = asyncio.ensure_future(self._restore.wait())
-                stopped = asyncio.ensure_future(stop.wait())
+                restored = flag_waiter(self._restore)
+                stopped = flag_waiter(stop)
                 await asyncio.wait({restored, stopped}, return_when=asyncio.FIRST_COMPLETED)
                 restored.cancel()
                 stopped.cancel()
@@ -574,7 +579,7 @@ class AgentRunner:
 async def run_agent(
     config: Config,
     *,
-    stop: asyncio.Event | None = None,
+    stop: asyncio.Event | Signal | None = None,
     on_agent: Callable[[Agent], None] | None = None,
 ) -> None:
     """Run the agent until `stop`, restarting it in-process after each Reset."""

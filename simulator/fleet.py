@@ -296,10 +296,12 @@ class Fleet:
 
     def __init__(self, options: FleetOptions, *, base: Mapping[str, Any] | None = None) -> None:
         """Build the stations' template; raises ValueError / ConfigError as fleet_template."""
+        from agent.app import StopFlag  # here: `cpagent -h` need not import the agent
+
         self.options = options
         self.template = fleet_template(options, base)
         self.stations: list[FleetStation] = []
-        self._stop = asyncio.Event()
+        self._stop = StopFlag()
         self._tasks = _Tasks("fleet")
         every = options.freeze_every_s
         self._freezer = HeapFreezer(every) if every is not None else None

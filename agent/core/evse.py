@@ -302,8 +302,10 @@ class Evse(EvseTokens, EvseMetering):
         self._outputs_dirty.set()
         self.publish_status()
         told = self._journaled_limit_a
-        if self.tx is not None and told is not None and _significant(
-            told, limit, self.policy.limit_change_significance_percent
+        if (
+            self.tx is not None
+            and told is not None
+            and _significant(told, limit, self.policy.limit_change_significance_percent)
         ):
             self._journaled_limit_a = limit
             self._journal_event(TxTrigger.CHARGING_RATE_CHANGED)

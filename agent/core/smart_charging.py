@@ -260,9 +260,7 @@ class SmartCharging:
 
     # -- outputs ---------------------------------------------------------------------
 
-    def subscribe(
-        self, listener: Callable[[Mapping[int, EvseLimit]], None]
-    ) -> Callable[[], None]:
+    def subscribe(self, listener: Callable[[Mapping[int, EvseLimit]], None]) -> Callable[[], None]:
         """Call `listener` with every EVSE's limit whenever one changes; returns the
         unsubscribe function (listeners must not block)."""
         self._listeners.append(listener)

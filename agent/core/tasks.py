@@ -95,6 +95,18 @@ class Signal:
         return waiter
 
 
+def flag_waiter(flag: asyncio.Event | Signal) -> asyncio.Future[Any]:
+    """A future that completes when `flag` is set (at once if it is); cancel it to stop
+    waiting. A Signal hands out a future; an asyncio.Event needs a task to wait for it."""
+    if isinstance(flag, Signal):
+        if flag.is_set():
+            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        return flag.waiter()
+    return asyncio.ensure_future(flag.wait())
+
+
 class Mailbox(Generic[T]):
     """An unbounded asyncio.Queue (put_nowait, get, get_nowait, empty, qsize, task_done,
     join) in about 250 bytes instead of about 3 KiB.
@@ -186,8 +198,7 @@ async def sleep_unless(
             woken = True
             task.cancel()
 
-    # A Signal hands out a future; an asyncio.Event needs a task to wait for it.
-    waiter = event.waiter() if isinstance(event, Signal) else asyncio.ensure_future(event.wait())
+    waiter = flag_waiter(event)
     waiter.add_done_callback(wake)
     try:
         await sleep(seconds)

@@ -34,6 +34,7 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from agent.core.tasks import Signal
 from agent.ocpp.dialects import Dialect
 from agent.ocpp.rpc import Frame, Handler, RpcEndpoint
 
@@ -150,7 +151,7 @@ class ConnectionSupervisor:
         self.negotiated: Dialect | None = None
         self._held = False
         self._hold_deadline: float | None = None
-        self._release = asyncio.Event()
+        self._release = Signal()
 
     @property
     def target(self) -> Target:
@@ -302,6 +303,7 @@ class ConnectionSupervisor:
             deadline = self._hold_deadline
             timeout = None if deadline is None else max(0.0, deadline - loop.time())
             try:
-                await asyncio.wait_for(self._release.wait(), timeout)
+                async with asyncio.timeout(timeout):  # (wait_for would start a task)
+                    await self._release.wait()
             except TimeoutError:
                 self._held = False

@@ -41,13 +41,13 @@ not arrive.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent.core.ports import Clock, OutboxEntry
+from agent.core.tasks import Signal
 from agent.ocpp.rpc import CallTimeout, ConnectionLost, PreparedCall, RpcEndpoint, RpcError
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class OutboxSender:
         self._attempts = attempts
         self._retry_interval_s = retry_interval_s
         self._on_settled = on_settled
-        self._wake = asyncio.Event()
+        self._wake = Signal()
         self._unmarked: OutboxEntry | None = None  # answered, its mark not yet written
         self.delivered = 0
 

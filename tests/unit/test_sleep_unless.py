@@ -14,7 +14,7 @@ import asyncio
 
 import pytest
 
-from agent.core.tasks import Signal, sleep_unless
+from agent.core.tasks import Signal, flag_waiter, sleep_unless
 from tests.fakes import FakeClock, settle, wait_until
 
 Flag = asyncio.Event | Signal
@@ -134,3 +134,22 @@ async def test_a_signal_wakes_every_waiter_and_stays_set_until_cleared() -> None
     late.cancel()
     await settle(3)
     assert signal._waiters == []  # a cancelled wait leaves nothing behind
+
+
+async def test_flag_waiter_completes_on_set_and_at_once_for_a_set_flag(event: Flag) -> None:
+    waiter = flag_waiter(event)
+    await settle()
+    assert not waiter.done()
+    event.set()
+    await asyncio.wait_for(waiter, 1)
+    await asyncio.wait_for(flag_waiter(event), 1)  # set already: completes without a set()
+
+
+async def test_a_cancelled_flag_waiter_leaves_nothing_behind(event: Flag) -> None:
+    before = other_tasks()
+    waiter = flag_waiter(event)
+    waiter.cancel()
+    await settle()
+    assert other_tasks() == before
+    if isinstance(event, Signal):
+        assert not event._waiters  # the cancelled waiter let go of the flag
