@@ -62,6 +62,7 @@ from agent.config_model import (
 from agent.config_secrets import read_secret
 from agent.config_yaml import TAG, NodeMap, NodeReader, describe, is_null
 from agent.ocpp.settings import setting_problem
+from agent.store import is_in_memory
 
 CONNECTOR_TYPES: tuple[str, ...] = (
     "cCCS1",
@@ -208,20 +209,31 @@ def _read_config(r: NodeReader, root: Node) -> Config | None:
     if not top.line:
         return None
     station = _read_station(r, top)
-    store = r.section(top, "store", ("path",))
+    store = _read_store(r, top)
     csms = _read_csms(r, top, station.id)
     evses = _read_evses(r, top)
     return Config(
         station=station,
         csms=csms,
         evses=evses,
-        store=StoreConfig(r.path(store, "path") or r.base_dir / StoreConfig().path),
+        store=store,
         simulator=_read_simulator(r, top),
         logging=_read_logging(r, top),
         settings=_read_settings(r, top, csms.ocpp_versions, evses),
         api=_read_api(r, top),
         energy=read_energy(r, top, evses),
     )
+
+
+def _read_store(r: NodeReader, top: NodeMap) -> StoreConfig:
+    """The store's path; a relative file name resolves against the config's directory,
+    while `:memory:` (SQLite in memory) and `memory:` (the plain-Python store of fleet
+    mode) name no file and are kept as written: nothing survives a restart with them."""
+    store = r.section(top, "store", ("path",))
+    text = r.text(store, "path", None, min_len=1)
+    if text is not None and is_in_memory(text):
+        return StoreConfig(Path(text))
+    return StoreConfig(r.path(store, "path") or r.base_dir / StoreConfig().path)
 
 
 def _read_station(r: NodeReader, top: NodeMap) -> StationConfig:

@@ -31,6 +31,7 @@ from agent.config import (
     load_config,
     parse_config,
 )
+from agent.store import MemoryStore, Store, open_store
 from tests.unit.config_samples import CONFIG_DIR, MINIMAL, PASSWORD, problems_of, with_password_file
 
 # --- the shipped example configs ----------------------------------------------------------
@@ -226,6 +227,24 @@ def test_relative_paths_resolve_against_the_config_file_directory(tmp_path: Path
     assert config.csms.tls == TlsConfig(tmp_path / "ca.pem")
     assert config.csms.basic_auth == BasicAuthConfig("CP-1", Secret(PASSWORD))
     assert check_config(config_file) == []
+
+
+@pytest.mark.parametrize("path", [":memory:", "memory:"])
+def test_an_in_memory_store_path_is_kept_as_written_and_opens_that_store(
+    tmp_path: Path, path: str
+) -> None:
+    """`:memory:` and `memory:` name no file: they are not resolved against the config's
+    directory, and the agent opens SQLite in memory or the plain-Python store."""
+    config_file = tmp_path / "station.yaml"
+    config_file.write_text(MINIMAL + f'store: {{path: "{path}"}}\n', encoding="utf-8")
+    config = load_config(config_file)
+    assert str(config.store.path) == path
+    store = open_store(config.store.path)
+    try:
+        assert isinstance(store, MemoryStore if path == "memory:" else Store)
+        assert not list(tmp_path.glob("*memory*"))  # no file was created
+    finally:
+        store.close()
 
 
 def test_password_from_environment_variable_with_explicit_username() -> None:
