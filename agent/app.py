@@ -21,6 +21,7 @@ import functools
 import logging
 import re
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from agent import __version__
 from agent.config import Config
 from agent.core.clock import SystemClock
 from agent.core.evse import ConnectorSpec, Evse
-from agent.core.ports import Clock, StopReason
+from agent.core.ports import Clock, MonotonicClock, StopReason
 from agent.core.station import Station
 from agent.core.tasks import Signal, TaskSet, flag_waiter
 from agent.energy import EnergyManager
@@ -157,9 +158,12 @@ class Agent:
         # Drivers first: a driver that is missing or misconfigured stops us before the
         # store is created or anything is started.
         store_dir = Path(config.store.path).parent
+        clock = self.clock
+        monotonic = clock.monotonic if isinstance(clock, MonotonicClock) else time.monotonic
         shared: dict[Any, Any] = {}
         self.hardware: dict[int, EvseHardware] = {
-            evse.id: build_hardware(config, evse, store_dir, shared) for evse in config.evses
+            evse.id: build_hardware(config, evse, store_dir, shared, monotonic)
+            for evse in config.evses
         }
         self.site_meter = build_site_meter(config, shared, self.hardware)
         self.store = open_store(config.store.path)  # MEMORY_PATH: fleet mode's MemoryStore

@@ -10,6 +10,7 @@ starts anything, naming the config key at fault.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,11 +63,16 @@ class EvseHardware:
 
 
 def build_hardware(
-    config: Config, evse: EvseConfig, store_dir: Path, shared: dict[Any, Any]
+    config: Config,
+    evse: EvseConfig,
+    store_dir: Path,
+    shared: dict[Any, Any],
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> EvseHardware:
     """Instantiate the drivers an EVSE's config names.
 
-    `sim` boards come with a simulated plant that the meter and lock share; any other
+    `sim` boards come with a simulated plant that the meter and lock share, integrating
+    on `monotonic` (the agent's clock, so a fake clock drives it too); any other
     driver comes from the registry (drivers/registry.py). Raises DriverUnavailable for a
     driver that is not installed, with the option at fault named.
     """
@@ -91,7 +97,7 @@ def build_hardware(
             raise DriverUnavailable(f"{where}.driver: {exc}") from exc
 
     if evse.board.driver == "sim":
-        hardware = _simulated_hardware(config, evse, store_dir)
+        hardware = _simulated_hardware(config, evse, store_dir, monotonic)
         # A simulated power path may still use a real meter or reader (a test bench).
         if evse.meter.driver != "sim":
             hardware.meter = make("meter", evse.meter)
@@ -145,7 +151,9 @@ def isolation_to_board(event: Any, sink: Callable[[Any], None]) -> None:
         sink(event)
 
 
-def _simulated_hardware(config: Config, evse: EvseConfig, store_dir: Path) -> EvseHardware:
+def _simulated_hardware(
+    config: Config, evse: EvseConfig, store_dir: Path, monotonic: Callable[[], float]
+) -> EvseHardware:
     from simulator.drivers import SimBoardSupport, SimConnectorLock, SimPowerMeter, SimTokenReader
     from simulator.plant import Plant
 
@@ -155,7 +163,9 @@ def _simulated_hardware(config: Config, evse: EvseConfig, store_dir: Path) -> Ev
         if is_in_memory(config.store.path)
         else store_dir / f"{config.station.id}-evse{evse.id}-register.json"
     )
-    plant = Plant(time_scale=config.simulator.time_scale, register_path=register)
+    plant = Plant(
+        monotonic=monotonic, time_scale=config.simulator.time_scale, register_path=register
+    )
     unknown = sorted(set(evse.board.options) - {"can_switch_phases"})
     if unknown:
         raise DriverUnavailable(

@@ -260,8 +260,6 @@ class DayRun:
             raise RuntimeError("the scenario needs the simulated site meter")
         self.site = site
         self.plants: dict[int, Plant] = {i: h.plant for i, h in self.agent.hardware.items()}
-        for plant in self.plants.values():
-            _run_on(plant, self.clock)
         self.recorder = Recorder(self.clock, site, self.plants)
         self.series = self.recorder.series
         self.cars = {name: SimEv(params) for name, params in scenario.cars.items()}
@@ -394,17 +392,6 @@ class DayRun:
                 figures.boosted_wh += delta
             else:
                 figures.outside_wh += delta
-
-
-def _run_on(plant: Plant, clock: DayClock) -> None:
-    """Make `plant` integrate energy and state of charge on `clock`.
-
-    agent/hardware.py builds simulated plants on time.monotonic, and the Agent's clock
-    (now, sleep) has no monotonic to hand them, so a bench on a fake clock re-times them
-    here, through the plant's own attributes: no public way exists yet.
-    """
-    plant._monotonic = clock.monotonic
-    plant._last_step_s = clock.monotonic()
 
 
 async def run_scenario(scenario: Scenario, hours: float) -> DayRun:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 
 
@@ -12,6 +13,10 @@ class SystemClock:
     def now(self) -> datetime:
         """The current time, timezone-aware UTC."""
         return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        """Seconds that never jump (time.monotonic)."""
+        return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
         """Sleep `seconds` (at least zero)."""

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from drivers.types import TokenType
 
@@ -25,6 +25,16 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None:
         """Return after `seconds` of this clock's time."""
+        ...
+
+
+@runtime_checkable
+class MonotonicClock(Protocol):
+    """A clock that also counts seconds that never jump (a Clock may offer it): the
+    simulated plants integrate energy on it, so on a fake clock they run on fake time."""
+
+    def monotonic(self) -> float:
+        """Seconds since an arbitrary start, never going back."""
         ...
 
 

@@ -88,7 +88,8 @@ async def test_off_peak_no_energy_before_the_window_and_charging_from_its_start(
 ) -> None:
     site: EnergySite = await make_site({"off_peak": NIGHTS}, evses=1, start=MONDAY_2158)
     plant = site.plant(1)
-    await site.arrive(1, "CARD-NIGHT")
+    # A battery that takes the whole night at 22 kW (the plants run on the fake clock).
+    await site.arrive(1, "CARD-NIGHT", battery_wh=200_000.0, soc_percent=5.0)
     register = plant.energy_import_wh
     await site.csms.wait_for("StatusNotification", where=lambda p: p["status"] == "SuspendedEVSE")
 
