@@ -14,10 +14,9 @@ round trip (bench/README.md, throughput). Here:
   miss: the store reads again. Entries stay held until the next read, handed out or
   not, so the mark of an entry the sender already looked past (it prepares the next
   CALL while the CSMS answers one) finds it here. With each entry it keeps its
-  position among its transaction's entries (2.0.1 seqNo), counted in the same query:
-  every entry before a durable one is durable too, so the database's count is the
-  whole count, and it cannot change while the entry is pending (only settled
-  transactions are pruned).
+  position among its transaction's entries (2.0.1 seqNo), read with it: the position
+  is a column written with the entry (schema migration 2), fixed for good, so pruning
+  earlier entries never shifts it.
 - `RecordCache` keeps the newest TxRecords by local id, bounded.
 
 Both are write-through: the store updates them with every value it acknowledges for an
