@@ -87,9 +87,13 @@ class Signal:
         return True
 
     def waiter(self) -> asyncio.Future[None]:
-        """A future that completes at the next set() (cancel it to stop waiting): what
-        wait() awaits, for a caller that needs a future rather than a task."""
+        """A future that completes once the flag is set, at once if it is (cancel it to
+        stop waiting): what wait() awaits, for a caller that needs a future rather than
+        a task."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._set:
+            waiter.set_result(None)
+            return waiter
         self._waiters.append(waiter)
         waiter.add_done_callback(self._waiters.remove)
         return waiter
@@ -98,13 +102,7 @@ class Signal:
 def flag_waiter(flag: asyncio.Event | Signal) -> asyncio.Future[Any]:
     """A future that completes when `flag` is set (at once if it is); cancel it to stop
     waiting. A Signal hands out a future; an asyncio.Event needs a task to wait for it."""
-    if isinstance(flag, Signal):
-        if flag.is_set():
-            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        return flag.waiter()
-    return asyncio.ensure_future(flag.wait())
+    return flag.waiter() if isinstance(flag, Signal) else asyncio.ensure_future(flag.wait())
 
 
 class Mailbox(Generic[T]):

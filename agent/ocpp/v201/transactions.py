@@ -381,9 +381,8 @@ class Ocpp201Transactions:
         for entry in self._ended.select(tx, self.store.tx_entries(tx.local_id)):
             sample = entry.payload.get("sample") if entry.kind == TxEventKind.STARTED else None
             value = metering.meter_value(sample or entry.payload, measurands, phases=phases)
-            if value is None and entry.kind is TxEventKind.ENDED and tx.stopped_at is not None:
-                energy_wh = tx.meter_stop_wh if tx.meter_stop_wh is not None else tx.last_meter_wh
-                value = metering.register_reading(energy_wh, tx.stopped_at, measurands)
+            if value is None and entry.kind is TxEventKind.ENDED:  # (its final register)
+                value = metering.register_reading(tx.last_meter_wh, tx.last_meter_at, measurands)
             if value is not None:
                 values.append(value)
         return values
