@@ -37,6 +37,7 @@ from websockets.asyncio.client import ClientConnection
 from agent.core.tasks import Signal
 from agent.ocpp.dialects import Dialect
 from agent.ocpp.rpc import Frame, Handler, RpcEndpoint
+from agent.ocpp.wsclient import PushConnection
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +242,7 @@ class ConnectionSupervisor:
             ping_interval=self._ping_interval_s(),
             open_timeout=target.response_timeout_s or self._response_timeout_s,
             max_size=2**22,
+            create_connection=PushConnection,
         )
         chosen = by_subprotocol.get(ws.subprotocol or "")
         if chosen is None:
@@ -258,15 +260,25 @@ class ConnectionSupervisor:
             response_timeout_s=target.response_timeout_s or self._response_timeout_s,
             on_frame=self._on_frame,
         )
-        serve = asyncio.create_task(endpoint.serve(), name="rpc-serve")
+        # The endpoint is served in this task (the connection pushes its messages, so
+        # serving is waiting for the close); the session runs beside it, and its end
+        # closes the connection.
         session = asyncio.create_task(self._session(endpoint), name="ocpp-session")
+        closing: list[asyncio.Task[None]] = []
+
+        def session_ended(_: asyncio.Task[None]) -> None:
+            if not endpoint.closed:  # it ended first: close the connection, ending serve
+                closing.append(asyncio.create_task(ws.close(), name="ocpp-close"))
+
+        session.add_done_callback(session_ended)
         try:
-            await asyncio.wait({serve, session}, return_when=asyncio.FIRST_COMPLETED)
+            await endpoint.serve()
+        except Exception:
+            log.exception("serving the connection failed")
         finally:
             session.cancel()
             await ws.close()
-            serve.cancel()
-            results = await asyncio.gather(serve, session, return_exceptions=True)
+            results = await asyncio.gather(session, *closing, return_exceptions=True)
             for result in results:
                 if isinstance(result, Exception):
                     log.error("connection task failed", exc_info=result)

@@ -183,7 +183,7 @@ class RpcEndpoint:
     ) -> None:
         self._transport = transport
         self._dialect = dialect
-        self._handlers = dict(handlers)
+        self._handlers = handlers  # (not copied: a fleet holds thousands of endpoints)
         self._response_timeout_s = response_timeout_s
         self._on_frame = on_frame
         self._clock = clock
@@ -213,6 +213,11 @@ class RpcEndpoint:
             raise RuntimeError("serve() runs once per endpoint")
         self._serving = True
         try:
+            pushed = getattr(self._transport, "deliver_until_closed", None)
+            if pushed is not None:  # a PushConnection (wsclient.py): no reader loop
+                await pushed(self._receive)
+                _log.info("transport closed")
+                return
             while True:
                 try:
                     raw = await self._transport.recv()
