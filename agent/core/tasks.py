@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -97,6 +97,21 @@ class Signal:
         self._waiters.append(waiter)
         waiter.add_done_callback(self._waiters.remove)
         return waiter
+
+
+async def wait_any(signals: Sequence[Signal]) -> None:
+    """Return once any of `signals` is set (at once if one is). One future waits on all
+    of them: no task, and nothing left behind in the others when one fires."""
+    if any(signal.is_set() for signal in signals):
+        return
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    for signal in signals:
+        signal._waiters.append(waiter)
+    try:
+        await waiter
+    finally:
+        for signal in signals:
+            signal._waiters.remove(waiter)
 
 
 def flag_waiter(flag: asyncio.Event | Signal) -> asyncio.Future[Any]:

@@ -14,7 +14,7 @@ import asyncio
 
 import pytest
 
-from agent.core.tasks import Signal, flag_waiter, sleep_unless
+from agent.core.tasks import Signal, flag_waiter, sleep_unless, wait_any
 from tests.fakes import FakeClock, settle, wait_until
 
 Flag = asyncio.Event | Signal
@@ -153,3 +153,25 @@ async def test_a_cancelled_flag_waiter_leaves_nothing_behind(event: Flag) -> Non
     assert other_tasks() == before
     if isinstance(event, Signal):
         assert not event._waiters  # the cancelled waiter let go of the flag
+
+
+async def test_wait_any_returns_when_one_of_its_signals_is_set_and_lets_go_of_all() -> None:
+    first, second, third = Signal(), Signal(), Signal()
+    waiting = asyncio.create_task(wait_any([first, second, third]))
+    await settle()
+    assert not waiting.done()
+    second.set()
+    await asyncio.wait_for(waiting, 1)
+    assert not first._waiters and not second._waiters and not third._waiters
+    await asyncio.wait_for(wait_any([first, second]), 1)  # one is set: at once
+
+
+async def test_a_cancelled_wait_any_leaves_nothing_behind() -> None:
+    first, second = Signal(), Signal()
+    waiting = asyncio.create_task(wait_any([first, second]))
+    await settle()
+    waiting.cancel()
+    await settle()
+    assert waiting.cancelled()
+    assert not first._waiters and not second._waiters
+    first.set()  # nothing left to wake

@@ -41,7 +41,7 @@ from agent.core.events import (
 from agent.core.ports import Clock, StopReason
 from agent.core.station import Station
 from agent.core.status import ConnectorStatus
-from agent.core.tasks import Mailbox, Signal, TaskSet, next_tick, sleep_unless
+from agent.core.tasks import Mailbox, Signal, TaskSet, next_tick, sleep_unless, wait_any
 from agent.ocpp import data_transfer
 from agent.ocpp.dialects import OCPP201
 from agent.ocpp.outbox import OutboxSender, Pipeline
@@ -286,9 +286,7 @@ class Ocpp201Adapter:
                 group.create_task(self._report_statuses(endpoint, everything=everything))
                 group.create_task(self._outbox.run())
                 group.create_task(self._heartbeat(endpoint))
-                group.create_task(self.reservations.run(endpoint))
-                group.create_task(self.smart_charging.limits.run(endpoint))
-                group.create_task(self.storage_events.run(endpoint))
+                group.create_task(self._report_changes(endpoint))
         except* ConnectionLost:
             log.info("connection lost")
         finally:
@@ -353,6 +351,19 @@ class Ocpp201Adapter:
                 if self._heartbeat_changed.is_set():
                     break  # the interval changed: start over with the new one
                 await self._send(endpoint, "Heartbeat", {})
+
+    async def _report_changes(self, endpoint: RpcEndpoint) -> None:
+        """Reservation updates, external limits and the store's health, each reported as
+        it changes: one task waits for any of them (a fleet station saves two). Each
+        reporter's flag is cleared before its pass, so a change during a pass is reported
+        in the next. Raises ConnectionLost."""
+        reporters = (self.reservations, self.smart_charging.limits, self.storage_events)
+        flags = [reporter.changed for reporter in reporters]
+        while True:
+            for reporter in reporters:
+                reporter.changed.clear()
+                await reporter.report(endpoint)
+            await wait_any(flags)
 
     async def _send(
         self, endpoint: RpcEndpoint, action: str, payload: dict[str, Any]

@@ -74,21 +74,23 @@ class ExternalLimits:
         """The external limit the CSMS last heard of, per EVSE."""
         return dict(self._reported)
 
-    async def run(self, endpoint: RpcEndpoint) -> None:
-        """Report changes as they happen while connected; raises ConnectionLost."""
-        while True:
-            self._wake.clear()
-            for evse_id, action, payload, limit_a in self.pending():
-                try:
-                    await endpoint.call(action, payload)
-                except (RpcError, CallTimeout) as exc:
-                    log.warning("%s for EVSE %s failed: %s", action, evse_id, exc)
-                    continue
-                if limit_a is None:
-                    self._reported.pop(evse_id, None)
-                else:
-                    self._reported[evse_id] = limit_a
-            await self._wake.wait()
+    @property
+    def changed(self) -> Signal:
+        """Set when there may be something to report (the adapter clears it, reports)."""
+        return self._wake
+
+    async def report(self, endpoint: RpcEndpoint) -> None:
+        """Report what changed since the last report; raises ConnectionLost."""
+        for evse_id, action, payload, limit_a in self.pending():
+            try:
+                await endpoint.call(action, payload)
+            except (RpcError, CallTimeout) as exc:
+                log.warning("%s for EVSE %s failed: %s", action, evse_id, exc)
+                continue
+            if limit_a is None:
+                self._reported.pop(evse_id, None)
+            else:
+                self._reported[evse_id] = limit_a
 
     def pending(self) -> list[tuple[int, str, dict[str, Any], float | None]]:
         """(evse id, action, payload, limit reported or None when cleared) for each EVSE

@@ -152,25 +152,28 @@ class Ocpp201Reservations:
         items: list[dict[str, Any]] = json.loads(raw) if raw else []
         return items
 
-    async def run(self, endpoint: RpcEndpoint) -> None:
-        """Send the pending updates in order, then each new one; raises ConnectionLost.
+    @property
+    def changed(self) -> Signal:
+        """Set when there may be something to report (the adapter clears it, reports)."""
+        return self._wake
+
+    async def report(self, endpoint: RpcEndpoint) -> None:
+        """Send the pending updates in order (those added meanwhile too); raises
+        ConnectionLost.
 
         An update leaves the store once answered; one the CSMS refuses (CALLERROR) or
         leaves unanswered is logged and dropped rather than retried for ever."""
-        while True:
-            self._wake.clear()
-            while pending := self.pending():
-                first = pending[0]
-                if self._statuses_sent is not None:
-                    await self._statuses_sent()
-                try:
-                    await endpoint.call("ReservationStatusUpdate", first)
-                except (RpcError, CallTimeout) as exc:
-                    log.warning("ReservationStatusUpdate %s dropped: %s", first, exc)
-                self._save(self.pending()[1:])  # new ones were appended meanwhile
-                if self._on_settled is not None:
-                    self._on_settled()
-            await self._wake.wait()
+        while pending := self.pending():
+            first = pending[0]
+            if self._statuses_sent is not None:
+                await self._statuses_sent()
+            try:
+                await endpoint.call("ReservationStatusUpdate", first)
+            except (RpcError, CallTimeout) as exc:
+                log.warning("ReservationStatusUpdate %s dropped: %s", first, exc)
+            self._save(self.pending()[1:])  # new ones were appended meanwhile
+            if self._on_settled is not None:
+                self._on_settled()
 
     def _save(self, pending: list[dict[str, Any]]) -> None:
         self._store.set_setting(PENDING_SETTING, json.dumps(pending))

@@ -46,15 +46,17 @@ class StorageEvents:
         self._current = event
         self._changed.set()
 
-    async def run(self, endpoint: RpcEndpoint) -> None:
-        """Report changes over `endpoint` until the connection is lost (raises then)."""
-        while True:
-            self._changed.clear()
-            current = self._current
-            unheard = current is not None and current.active != self._reported
-            if current is not None and unheard and await self._send(endpoint, current):
-                self._reported = current.active
-            await self._changed.wait()
+    @property
+    def changed(self) -> Signal:
+        """Set when there may be something to report (the adapter clears it, reports)."""
+        return self._changed
+
+    async def report(self, endpoint: RpcEndpoint) -> None:
+        """Report the store's health if the CSMS has not heard it; raises ConnectionLost."""
+        current = self._current
+        unheard = current is not None and current.active != self._reported
+        if current is not None and unheard and await self._send(endpoint, current):
+            self._reported = current.active
 
     async def _send(self, endpoint: RpcEndpoint, fault: StorageFault) -> bool:
         """One NotifyEvent; False if the CSMS failed it. Raises ConnectionLost."""
