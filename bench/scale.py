@@ -314,7 +314,7 @@ def _fmt(value: Any, digits: int = 1) -> str:
 _HEADER = (
     "| fleet | stations | up | lag p50 ms | lag p99 ms | lag max ms | CPU % | CPU wait % "
     "| RSS/station KiB "
-    "| heartbeat jitter p50/p99/max ms | meter jitter p50/p99/max ms |"
+    "| heartbeat jitter p50/p99/max ms | meter jitter p50/p99/max ms | CSMS CPU % |"
 )
 
 
@@ -328,7 +328,7 @@ def _print_row(row: dict[str, Any]) -> None:
         f"| {_fmt(row['lag_p50_ms'])} | {_fmt(row['lag_p99_ms'])} | {_fmt(row['lag_max_ms'], 0)} "
         f"| {_fmt(row['cpu_percent'], 0)} | {_fmt(row.get('cpu_wait_percent'), 0)} "
         f"| {_fmt(row['rss_per_station_kib'], 0)} "
-        f"| {jitter('heartbeat')} | {jitter('meter')} |",
+        f"| {jitter('heartbeat')} | {jitter('meter')} | {_fmt(row.get('csms_cpu_percent'), 0)} |",
         flush=True,
     )
 
@@ -353,7 +353,7 @@ async def main(args: argparse.Namespace) -> int:
             f" station; fleet on CPU {FLEET_CPU}, CSMS on CPU {CSMS_CPU}; window {args.window} s"
         )
         print(_HEADER)
-        print("|" + " --- |" * 11)
+        print("|" + " --- |" * 12)
         rows: list[dict[str, Any]] = []
         if args.bare:
             rows += await run_fleet("bare", args, log)

@@ -1,10 +1,11 @@
 """OCPP-J RPC endpoint: framing, schema validation, one outstanding CALL at a time.
 
 `RpcEndpoint` owns one connection's message flow (OCPP 1.6 §4, OCPP 2.0.1 part 4 §4):
-it parses incoming frames, answers CALLs through registered handlers (each in a tracked
-task, so a slow handler never stops CALLRESULTs being read), sends our CALLs strictly one
-at a time, validates every payload in both directions against the dialect's official
-schemas, and reports every frame in and out to the message log (`on_frame`).
+it parses incoming frames (pushed by the connection, or read), answers CALLs through
+registered handlers (each in a tracked task, so a slow handler never stops CALLRESULTs
+being read), sends our CALLs strictly one at a time, validates every payload in both
+directions against the dialect's official schemas, and reports every frame in and out to
+the message log (`on_frame`).
 
 A CALL goes out in two steps when the caller has work to overlap with the round trip:
 `prepare()` validates and serializes it (no I/O), `start()` puts it on the wire once no
@@ -208,7 +209,11 @@ class RpcEndpoint:
         return self._dialect
 
     async def serve(self) -> None:
-        """Read frames until the transport closes; raises RuntimeError if already served."""
+        """Take frames until the transport closes; raises RuntimeError if already served.
+
+        A transport that pushes its messages (`deliver_until_closed`, as PushConnection
+        in wsclient.py) hands each to the endpoint as it arrives; any other is read in a
+        loop with `recv()`."""
         if self._serving or self._closed:
             raise RuntimeError("serve() runs once per endpoint")
         self._serving = True

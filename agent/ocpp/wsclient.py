@@ -37,10 +37,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
-from websockets.frames import BINARY, CONT, TEXT, CloseCode, Frame
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import OPEN, Event
 
 log = logging.getLogger(__name__)
+
+_TEXT, _BINARY, _CONT = Opcode.TEXT, Opcode.BINARY, Opcode.CONT
 
 Message = str | bytes
 Deliver = Callable[[Message], None]
@@ -94,10 +96,10 @@ class PushConnection(ClientConnection):
                 self.send_data()
                 return
             except Exception as exc:  # as websockets' send: fail the connection, raise
-                self.set_connection_exc(exc)
+                log.warning("sending failed: %r", exc)
                 self.transport.abort()
                 await asyncio.shield(self.connection_lost_waiter)
-                raise self.close_exc from None
+                raise self.protocol.close_exc from exc
         await super().send(message, text=text)
 
     # --- keepalive ------------------------------------------------------------------
@@ -121,7 +123,7 @@ class PushConnection(ClientConnection):
         try:
             self.send_data()
         except Exception as exc:  # as a failed send: the connection is over
-            self.set_connection_exc(exc)
+            log.warning("keepalive ping not sent: %r", exc)
             self.transport.abort()
             return
         pong.add_done_callback(self._pong)
@@ -164,13 +166,13 @@ class PushConnection(ClientConnection):
             super().process_event(event)
             return
         opcode = event.opcode
-        if opcode is not TEXT and opcode is not BINARY and opcode is not CONT:
+        if opcode is not _TEXT and opcode is not _BINARY and opcode is not _CONT:
             super().process_event(event)
             return
         if self._failed:
             return
-        if opcode is not CONT:
-            self._fragmented_text = opcode is TEXT
+        if opcode is not _CONT:
+            self._fragmented_text = opcode is _TEXT
         if not event.fin:
             self._fragments.append(bytes(event.data))
             return
@@ -183,7 +185,6 @@ class PushConnection(ClientConnection):
             self._take(bytes(data).decode())
         except UnicodeDecodeError as exc:
             self._failed = True
-            self.set_connection_exc(exc)
             self.protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
             self.send_data()
 
