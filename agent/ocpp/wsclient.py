@@ -33,7 +33,7 @@ import asyncio
 import logging
 import random
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -176,17 +176,19 @@ class PushConnection(ClientConnection):
         if not event.fin:
             self._fragments.append(bytes(event.data))
             return
-        data = _joined(self._fragments, event.data) if self._fragments else event.data
+        data = b"".join([*self._fragments, event.data]) if self._fragments else bytes(event.data)
         self._fragments = []
         if not self._fragmented_text:
-            self._take(bytes(data))
+            self._take(data)
             return
         try:
-            self._take(bytes(data).decode())
+            text = data.decode()
         except UnicodeDecodeError as exc:
             self._failed = True
             self.protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
             self.send_data()
+            return
+        self._take(text)
 
     def _take(self, message: Message) -> None:
         deliver = self._deliver
@@ -201,7 +203,3 @@ class PushConnection(ClientConnection):
             deliver(message)
         except Exception:  # the endpoint's bug: the connection and its data stay intact
             log.exception("a received message could not be delivered")
-
-
-def _joined(fragments: Iterable[bytes], last: Any) -> bytes:
-    return b"".join([*fragments, bytes(last)])

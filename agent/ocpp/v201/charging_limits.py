@@ -59,25 +59,21 @@ class ExternalLimits:
         self.station = station
         self.model = model
         self.clock = clock
-        self._wake = Signal()
+        #: Set when there may be something to report (the adapter clears it, reports).
+        self.changed = Signal()
         self._reported: dict[int, float] = {}  # EVSE -> external limit the CSMS last heard
         self._schedule_ids = 0
-        station.subscribe(lambda _event: self._wake.set())
-        station.smart.subscribe(lambda _limits: self._wake.set())  # the loop's change hook
+        station.subscribe(lambda _event: self.changed.set())
+        station.smart.subscribe(lambda _limits: self.changed.set())  # a change of the limits
 
     def wake(self) -> None:
         """Look at the limits again soon (something may have changed)."""
-        self._wake.set()
+        self.changed.set()
 
     @property
     def reported(self) -> dict[int, float]:
         """The external limit the CSMS last heard of, per EVSE."""
         return dict(self._reported)
-
-    @property
-    def changed(self) -> Signal:
-        """Set when there may be something to report (the adapter clears it, reports)."""
-        return self._wake
 
     async def report(self, endpoint: RpcEndpoint) -> None:
         """Report what changed since the last report; raises ConnectionLost."""

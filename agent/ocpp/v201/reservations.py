@@ -85,7 +85,8 @@ class Ocpp201Reservations:
         self._clock = clock
         self._on_settled = on_settled
         self._statuses_sent = statuses_sent
-        self._wake = Signal()
+        #: Set when there may be something to report (the adapter clears it, reports).
+        self.changed = Signal()
 
     def handlers(self) -> dict[str, Handler]:
         """The CALLs this block answers, by action."""
@@ -144,18 +145,13 @@ class Ocpp201Reservations:
         pending = self.pending()
         pending.append({"reservationId": event.reservation_id, "reservationUpdateStatus": status})
         self._save(pending)
-        self._wake.set()
+        self.changed.set()
 
     def pending(self) -> list[dict[str, Any]]:
         """The ReservationStatusUpdate payloads not yet answered, oldest first."""
         raw = self._store.get_setting(PENDING_SETTING)
         items: list[dict[str, Any]] = json.loads(raw) if raw else []
         return items
-
-    @property
-    def changed(self) -> Signal:
-        """Set when there may be something to report (the adapter clears it, reports)."""
-        return self._wake
 
     async def report(self, endpoint: RpcEndpoint) -> None:
         """Send the pending updates in order (those added meanwhile too); raises

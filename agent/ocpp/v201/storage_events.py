@@ -37,19 +37,15 @@ class StorageEvents:
         self._clock = clock
         self._current: StorageFault | None = None
         self._reported = False  # the state the CSMS last acknowledged: a problem or not
-        self._changed = Signal()
+        #: Set when there may be something to report (the adapter clears it, reports).
+        self.changed = Signal()
         # eventId: unique for this station's life (a restart must not reuse a recent one).
         self._next_event_id = int(clock.now().timestamp()) % 1_000_000_000
 
     def on_fault(self, event: StorageFault) -> None:
         """Station listener: the store's health changed."""
         self._current = event
-        self._changed.set()
-
-    @property
-    def changed(self) -> Signal:
-        """Set when there may be something to report (the adapter clears it, reports)."""
-        return self._changed
+        self.changed.set()
 
     async def report(self, endpoint: RpcEndpoint) -> None:
         """Report the store's health if the CSMS has not heard it; raises ConnectionLost."""
