@@ -26,6 +26,13 @@ MeterValues needs the transactionId its StartTransaction's answer brings); a pre
 entry is dropped when the one before it fails, and rebuilt when its turn comes. Nothing
 about the order changes: n+1 is never sent before n's answer was received and applied.
 
+A prepared entry is chained to the CALL in flight (`CallInFlight.then_send`): when n's
+answer is delivered, the endpoint validates it, applies it (the adapter's `on_answer`)
+and sends n+1 from that same delivery, so the next CALL leaves without waiting for this
+task to be woken; the task catches up (marks n, prepares n+2) while the CSMS answers
+n+1. An entry not prepared ahead, or not sent from the delivery (a CALL of another
+sender waiting for its turn goes first), is started by the task as before.
+
 The sender asks the store for the entry after the one it settled last, so the store can
 hand out entries it read ahead in one query (agent/store/readahead.py).
 
@@ -43,12 +50,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from agent.core.ports import Clock, OutboxEntry
 from agent.core.tasks import Signal
-from agent.ocpp.rpc import CallTimeout, ConnectionLost, PreparedCall, RpcEndpoint, RpcError
+from agent.ocpp.rpc import (
+    CallInFlight,
+    CallTimeout,
+    ConnectionLost,
+    PreparedCall,
+    RpcEndpoint,
+    RpcError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +127,13 @@ class Pipeline:
 
 @dataclass(frozen=True, slots=True)
 class _Ready:
-    """An entry whose CALL is validated and serialized, waiting for its turn."""
+    """An entry whose CALL is validated and serialized, waiting for its turn (or, with
+    `in_flight`, already sent from the delivery of the answer before it)."""
 
     entry: OutboxEntry
     call: PreparedCall
     on_answer: Callable[[dict[str, Any]], None] | None
+    in_flight: CallInFlight | None = None
 
 
 class OutboxSender:
@@ -184,6 +200,8 @@ class OutboxSender:
                 self._unmarked = entry
                 after = entry.seq
         finally:
+            if ready is not None and ready.in_flight is not None:
+                ready.in_flight.abandon()  # sent, but its answer will not be awaited
             unmarked = self._unmarked
             try:
                 self._mark_unmarked()
@@ -194,20 +212,28 @@ class OutboxSender:
     async def _exchange(
         self, pipeline: Pipeline, entry: OutboxEntry, ready: _Ready | None
     ) -> _Ready | None:
-        """Send `entry`'s CALL (prepared ahead, or now) and apply its answer; while the
-        CSMS answers, mark the entry answered before it and prepare the next one, which
-        is returned (None: none yet, or it must wait for this answer). Raises Skip,
-        ValueError (an invalid message: our bug), and as RpcEndpoint.call does."""
+        """Send `entry`'s CALL (prepared ahead, or now; or find it sent already) and
+        apply its answer; while the CSMS answers, mark the entry answered before it and
+        prepare the next one, chained to this one's answer, and return it (None: none
+        yet, or it must wait for this answer). Raises Skip, ValueError (an invalid
+        message: our bug), and as RpcEndpoint.call does."""
         if ready is None:
             ready = self._prepare(pipeline, entry, ahead=False)
-        in_flight = await pipeline.endpoint.start(ready.call)
+        in_flight = ready.in_flight
+        if in_flight is None:
+            in_flight = await pipeline.endpoint.start(ready.call)
         # The CALL is on the wire: what follows overlaps the CSMS's answer.
         self._mark_unmarked()
         following = self._look_ahead(pipeline, entry)
+        chained = following is not None and in_flight.then_send(following.call, ready.on_answer)
         result = await in_flight.answer()
-        if ready.on_answer is not None:
-            ready.on_answer(result)
-        return following
+        if not chained:
+            if ready.on_answer is not None:
+                ready.on_answer(result)
+            return following
+        assert following is not None
+        successor = in_flight.successor
+        return following if successor is None else replace(following, in_flight=successor)
 
     def _prepare(self, pipeline: Pipeline, entry: OutboxEntry, *, ahead: bool) -> _Ready:
         """Build, validate and serialize `entry`'s CALL; raises Skip, NotYet (ahead only),

@@ -15,6 +15,14 @@ message while the CSMS answers the current one; `call()` is the two steps in one
 stays outstanding (and the next one waits) until its answer arrives, its response
 timeout passes, the transport closes, or its caller stops awaiting the answer.
 
+A caller that has the next CALL ready before the answer to the current one arrives can
+chain them (`CallInFlight.then_send`): when the answer is delivered it is validated and
+handed to the caller's `accept` right there, and the next CALL goes on the wire from the
+same delivery, before the event loop runs anything else (a transport with a direct
+`send_now`, as wsclient.PushConnection, is needed; a CALL of another caller waiting for
+its turn goes first). The order is unchanged: the next CALL leaves only after the
+answer before it passed its schema and was applied.
+
 Message ids are a random per-process prefix and a counter (OCPP-J asks only that an id
 be unique for its sender and at most 36 characters): unique across reconnects, and
 across restarts with overwhelming probability, for about a tenth of a uuid4's cost.
@@ -78,7 +86,12 @@ class ConnectionLost(Exception):  # noqa: N818 (name fixed by the API brief)
 
 
 class Transport(Protocol):
-    """A message-oriented connection; websockets' ClientConnection/ServerConnection fit."""
+    """A message-oriented connection; websockets' ClientConnection/ServerConnection fit.
+
+    Optionally (looked up, not required) `deliver_until_closed(callback)`, pushing each
+    message instead of being read, and `send_now(text) -> bool`, a synchronous send that
+    returns False with nothing sent when the message must go through `send`
+    (wsclient.PushConnection has both)."""
 
     async def send(self, message: str) -> None:
         """Send one text frame; raises when the connection is closed."""
@@ -119,14 +132,26 @@ class AfterReply:
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | AfterReply]]
 
 
+@dataclass(frozen=True, slots=True)
+class _Follow:
+    """The CALL to send once an answer arrived, and what applies that answer first."""
+
+    call: PreparedCall
+    accept: Callable[[dict[str, Any]], None] | None
+
+
 @dataclass(slots=True)
 class _PendingCall:
-    """Our one outstanding CALL, resolved by the reader with the raw CALLRESULT payload."""
+    """Our one outstanding CALL, resolved by the reader with the raw CALLRESULT payload
+    (or, when it was chained, with the payload already validated and applied)."""
 
     unique_id: str
     action: str
     future: asyncio.Future[dict[str, Any]]
     deadline: float  # loop time after which it has timed out
+    follow: _Follow | None = None  # then_send: what to do when the answer is delivered
+    applied: bool = False  # the answer was validated and accepted at its delivery
+    successor: _PendingCall | None = None  # the CALL sent from that delivery
 
 
 #: This process's message id prefix: 48 random bits, so ids stay unique across restarts.
@@ -165,8 +190,35 @@ class CallInFlight:
 
     async def answer(self) -> dict[str, Any]:
         """The validated CALLRESULT payload. Raises RpcError (CALLERROR received, or a
-        response violating its schema), CallTimeout, ConnectionLost."""
+        response violating its schema), CallTimeout, ConnectionLost, or what the
+        `accept` given to then_send raised."""
         return await self._endpoint._answer_of(self._pending)
+
+    def then_send(
+        self, call: PreparedCall, accept: Callable[[dict[str, Any]], None] | None = None
+    ) -> bool:
+        """Arrange for `call` to go on the wire as soon as this call's answer has been
+        delivered, has passed its schema and has been given to `accept`: from inside
+        that delivery, with no event-loop turn between them (module docstring).
+
+        Returns False when it cannot be arranged (the answer is in already, the call is
+        over, the transport has no `send_now`): the caller then applies the answer and
+        starts `call` itself. Once arranged, `answer()` returns the answer already
+        applied, and `successor` is `call` in flight, if it could be sent then (None:
+        another CALL was waiting for its turn, the transport could not send at once, or
+        the answer failed; the caller starts `call` as usual, if still wanted)."""
+        return self._endpoint._arrange_follow(self._pending, call, accept)
+
+    @property
+    def successor(self) -> CallInFlight | None:
+        """The CALL then_send put on the wire from this call's answer, if it did."""
+        successor = self._pending.successor
+        return None if successor is None else CallInFlight(self._endpoint, successor)
+
+    def abandon(self) -> None:
+        """Stop waiting for this call's answer: the next CALL may go (as when the task
+        awaiting `answer()` is cancelled)."""
+        self._endpoint._finish(self._pending, asyncio.CancelledError())
 
 
 class RpcEndpoint:
@@ -189,6 +241,8 @@ class RpcEndpoint:
         self._on_frame = on_frame
         self._clock = clock
         self._call_lock = asyncio.Lock()  # held while a CALL of ours is outstanding
+        self._waiting = 0  # callers of start() waiting for the lock
+        self._send_now: Callable[[str], bool] | None = getattr(transport, "send_now", None)
         self._pending: _PendingCall | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self._watchdog_at = 0.0  # the loop time the watchdog is armed for
@@ -277,17 +331,15 @@ class RpcEndpoint:
         """
         if self._closed:
             raise ConnectionLost(f"cannot send {call.action}: the transport is closed")
-        await self._call_lock.acquire()
+        self._waiting += 1
+        try:
+            await self._call_lock.acquire()
+        finally:
+            self._waiting -= 1
         if self._closed:
             self._call_lock.release()
             raise ConnectionLost(f"cannot send {call.action}: the transport is closed")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._response_timeout_s
-        pending = _PendingCall(call.unique_id, call.action, loop.create_future(), deadline)
-        self._pending = pending
-        if self._watchdog is None:
-            self._watchdog_at = deadline
-            self._watchdog = loop.call_at(deadline, self._watch)
+        pending = self._outstanding(call)
         self._sending = asyncio.current_task()
         try:
             await self._send(call.text, call.action)
@@ -310,6 +362,60 @@ class RpcEndpoint:
         return CallInFlight(self, pending)
 
     # --- the outstanding call -------------------------------------------------------
+
+    def _outstanding(self, call: PreparedCall) -> _PendingCall:
+        """Make `call` the outstanding one (the lock is held for it), its response
+        timeout watched."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._response_timeout_s
+        pending = _PendingCall(call.unique_id, call.action, loop.create_future(), deadline)
+        self._pending = pending
+        if self._watchdog is None:
+            self._watchdog_at = deadline
+            self._watchdog = loop.call_at(deadline, self._watch)
+        return pending
+
+    def _arrange_follow(
+        self,
+        pending: _PendingCall,
+        call: PreparedCall,
+        accept: Callable[[dict[str, Any]], None] | None,
+    ) -> bool:
+        """CallInFlight.then_send."""
+        if self._send_now is None or self._pending is not pending or pending.future.done():
+            return False
+        pending.follow = _Follow(call, accept)
+        return True
+
+    def _resolve_and_follow(self, pending: _PendingCall, result: dict[str, Any]) -> None:
+        """Validate and apply the answer to a chained call at its delivery, then send the
+        CALL chained to it before anything else runs (then_send)."""
+        follow, pending.follow = pending.follow, None
+        assert follow is not None
+        try:
+            result = self._checked(pending, result)
+            if follow.accept is not None:
+                follow.accept(result)
+        except Exception as exc:  # an invalid answer, or the caller's accept failed
+            self._finish(pending, exc)
+            return
+        pending.applied = True
+        if self._waiting == 0 and not self._closed:  # a CALL waiting for its turn goes first
+            pending.successor = self._send_following(follow.call)
+        self._finish(pending, result)
+
+    def _send_following(self, call: PreparedCall) -> _PendingCall | None:
+        """Send `call` at once, from the answer's delivery: it takes over the lock from
+        the call just answered. None if the transport cannot send it at once."""
+        assert self._send_now is not None
+        try:
+            if not self._send_now(call.text):
+                return None
+        except Exception as exc:  # the connection failed; the caller's start() says so
+            _log.warning("could not send %s: %r", call.action, exc)
+            return None
+        self._log_frame(outgoing=True, text=call.text, action=call.action)
+        return self._outstanding(call)
 
     def _finish(self, pending: _PendingCall, outcome: BaseException | dict[str, Any]) -> None:
         """End the outstanding call `pending` (the first outcome wins) and let the next
@@ -361,8 +467,16 @@ class RpcEndpoint:
         try:
             result = await pending.future
         except asyncio.CancelledError:
-            self._finish(pending, asyncio.CancelledError())  # the caller gave up on it
+            self._finish(pending, asyncio.CancelledError())  # the caller gave up on it,
+            if pending.successor is not None:  # and on the CALL sent from its answer
+                self._finish(pending.successor, asyncio.CancelledError())
             raise
+        if pending.applied:  # checked at its delivery (then_send)
+            return result
+        return self._checked(pending, result)
+
+    def _checked(self, pending: _PendingCall, result: dict[str, Any]) -> dict[str, Any]:
+        """`result` if it is a valid answer to `pending`; raises RpcError if not."""
         violation = self._dialect.check(pending.action, result, response=True)
         if violation is not None:
             raise RpcError(
@@ -561,6 +675,9 @@ class RpcEndpoint:
             self._finish(
                 pending, RpcError(self._dialect.formation_code, "malformed CALLRESULT frame")
             )
+            return
+        if pending.follow is not None:
+            self._resolve_and_follow(pending, message[2])
             return
         self._finish(pending, message[2])
 

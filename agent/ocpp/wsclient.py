@@ -13,7 +13,9 @@ and sends whole text frames, one at a time. `PushConnection` (handed to
   event-loop turn sooner;
 - sends a text message directly when the connection is open, no fragmented send is in
   progress and the transport is not paused; in any other case websockets' own `send`
-  runs, so closing, flow control and errors behave exactly as websockets defines them;
+  runs, so closing, flow control and errors behave exactly as websockets defines them.
+  The direct path is also offered without a coroutine (`send_now`), so the endpoint can
+  send the next CALL from inside the delivery of the answer before it;
 - sends its keepalive pings from the event loop's timers instead of a task of its own
   (a fleet of thousands of stations saves a task, about a KiB, on each): a ping every
   `ping_interval`, and a pong missing after `ping_timeout` fails the connection with
@@ -80,27 +82,37 @@ class PushConnection(ClientConnection):
         raise RuntimeError("PushConnection delivers messages: use deliver_until_closed()")
 
     async def send(self, message: Any, text: bool | None = None) -> None:
-        """Send a message; a str goes out directly while nothing stands in the way (an
-        open connection, no fragmented send under way, the transport neither paused nor
-        closing), anything else through websockets' `send`."""
-        if (
-            type(message) is str
-            and text is None
-            and self.protocol.state is OPEN
-            and self.send_in_progress is None
-            and not self.paused
-            and not self.transport.is_closing()
-        ):
-            self.protocol.send_text(message.encode())
+        """Send a message; a str goes out directly while nothing stands in the way
+        (`send_now`), anything else through websockets' `send`."""
+        if type(message) is str and text is None:
             try:
-                self.send_data()
-                return
-            except Exception as exc:  # as websockets' send: fail the connection, raise
-                log.warning("sending failed: %r", exc)
-                self.transport.abort()
+                if self.send_now(message):
+                    return
+            except Exception as exc:  # as websockets' send: the connection failed, raise
                 await asyncio.shield(self.connection_lost_waiter)
                 raise self.protocol.close_exc from exc
         await super().send(message, text=text)
+
+    def send_now(self, message: str) -> bool:
+        """Write a text message at once if nothing stands in the way (an open connection,
+        no fragmented send under way, the transport neither paused nor closing) and
+        return True; return False, with nothing sent, if it must go through `send`.
+        A failed write aborts the connection and is raised."""
+        if (
+            self.protocol.state is not OPEN
+            or self.send_in_progress is not None
+            or self.paused
+            or self.transport.is_closing()
+        ):
+            return False
+        self.protocol.send_text(message.encode())
+        try:
+            self.send_data()
+        except Exception as exc:  # as websockets' send: fail the connection
+            log.warning("sending failed: %r", exc)
+            self.transport.abort()
+            raise
+        return True
 
     # --- keepalive ------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 What the CSMS side sends must reach the endpoint whole and in order (early, fragmented,
 binary), a text frame that is not UTF-8 fails the connection with 1007, sends keep their
-order and honour flow control, and keepalive pings run on timers: answered ones keep
+order and honour flow control (send_now declines what must wait), and keepalive pings
+run on timers: answered ones keep
 the connection, an unanswered one closes it with 1011.
 """
 
@@ -126,6 +127,30 @@ async def test_sends_keep_their_order_and_wait_while_the_transport_is_paused() -
         ws.resume_writing()
         async with asyncio.timeout(WAIT_S):
             await sending
+
+
+async def test_send_now_writes_at_once_and_declines_whatever_must_wait() -> None:
+    """The endpoint sends a chained CALL with send_now from inside a delivery: it must
+    write at once when it can, and otherwise send nothing and say so."""
+    received: asyncio.Queue[str | bytes] = asyncio.Queue()
+
+    async def script(connection: ServerConnection) -> None:
+        async for message in connection:
+            received.put_nowait(message)
+
+    async with server(script) as url, client(url) as ws:
+        assert ws.send_now("at once")
+        async with asyncio.timeout(WAIT_S):
+            assert await received.get() == "at once"
+        ws.pause_writing()
+        assert not ws.send_now("while paused")
+        ws.resume_writing()
+        assert ws.send_now("resumed")
+        async with asyncio.timeout(WAIT_S):
+            assert await received.get() == "resumed"  # "while paused" was never sent
+        await ws.close()
+        assert not ws.send_now("after the close")
+    assert received.empty()
 
 
 async def test_a_send_after_the_close_raises_connection_closed() -> None:

@@ -6,7 +6,10 @@ entry marked delivered only once its answer arrived.
 
 A real RpcEndpoint on an in-memory transport; the CSMS at its far end is a task that
 answers each CALL (or refuses, or hangs up) and checks that no other CALL was waiting
-for an answer when one arrived. Real stores (three ways of committing).
+for an answer when one arrived. Real stores (three ways of committing). Every test runs
+over a transport that can only send from a coroutine, and over one that can also send
+at once (as the agent's websocket), where a prepared entry leaves from the delivery of
+the answer before it (CallInFlight.then_send).
 """
 
 from __future__ import annotations
@@ -46,6 +49,17 @@ class RecordingTransport(MemoryTransport):
     async def send(self, message: str) -> None:
         self.events.append(f"sent {json.loads(message)[3]['connectorId']}")
         await super().send(message)
+
+
+class DirectRecordingTransport(RecordingTransport):
+    """... that can also send at once, as the agent's websocket (send_now)."""
+
+    def send_now(self, message: str) -> bool:
+        if self.closed:
+            return False
+        self.events.append(f"sent {json.loads(message)[3]['connectorId']} from the answer")
+        self.outbox.put_nowait(message)
+        return True
 
 
 @dataclass
@@ -142,10 +156,11 @@ class Wire:
         )
 
 
-@pytest.fixture
-async def wire() -> AsyncIterator[Wire]:
+@pytest.fixture(params=["send", "send_now"])
+async def wire(request: pytest.FixtureRequest) -> AsyncIterator[Wire]:
     events: list[str] = []
-    transport = RecordingTransport(events)
+    direct = request.param == "send_now"
+    transport = DirectRecordingTransport(events) if direct else RecordingTransport(events)
     endpoint = RpcEndpoint(transport, OCPP16, handlers={})
     csms = Csms(transport, events=events)
     tasks = [asyncio.create_task(endpoint.serve()), asyncio.create_task(csms.run())]
@@ -196,7 +211,9 @@ async def test_the_next_entry_is_built_while_the_csms_answers_and_sent_after_the
     await drain(run, lambda: store.pending_count() == 0, wire.clock)
 
     # The first MeterValues waits for the start's answer (it needs its transactionId);
-    # every later entry is built while the CSMS answers the one before it.
+    # every later entry is built while the CSMS answers the one before it, and sent from
+    # the delivery of that answer where the transport can send at once.
+    chained = " from the answer" if isinstance(wire.transport, DirectRecordingTransport) else ""
     assert wire.csms.events == [
         f"built {started}",
         f"sent {started}",
@@ -206,13 +223,13 @@ async def test_the_next_entry_is_built_while_the_csms_answers_and_sent_after_the
         f"sent {first}",
         f"built {second} ahead",
         f"answered {first}",
-        f"sent {second}",
+        f"sent {second}{chained}",
         f"built {third} ahead",
         f"answered {second}",
-        f"sent {third}",
+        f"sent {third}{chained}",
         f"built {ended} ahead",
         f"answered {third}",
-        f"sent {ended}",
+        f"sent {ended}{chained}",
         f"answered {ended}",
     ]
 

@@ -107,8 +107,9 @@ async def connect() -> AsyncIterator[Connect]:
         dialect: Dialect = OCPP16,
         handlers: dict[str, Handler] | None = None,
         response_timeout_s: float = WAIT_S,
+        transport: MemoryTransport | None = None,
     ) -> Peer:
-        transport = MemoryTransport()
+        transport = transport or MemoryTransport()
         frames: list[Frame] = []
         endpoint = RpcEndpoint(
             transport,
