@@ -31,6 +31,7 @@ from agent.store.schema import (
     from_text,
     load,
     next_id,
+    row_to_entry,
     row_to_tx,
     started_record,
     to_text,
@@ -40,6 +41,12 @@ from agent.store.writer import DEFAULT_MAX_BACKLOG, StoreBacklogFull
 from drivers.types import TokenType
 
 _log = logging.getLogger("agent.store.sqlite")
+
+
+def load_pending(row: tuple[Any, ...]) -> PendingEntry:
+    """A pending outbox entry read ahead (`ENTRY_COLUMNS`, then its position), parsed."""
+    return PendingEntry(row_to_entry(row[:-1]), PENDING, 0, row[-1])
+
 
 _UPSERT_TX: Final = (
     f"INSERT INTO transactions ({TX_COLUMNS}) VALUES ({', '.join('?' * 15)})"
@@ -78,7 +85,7 @@ class SqliteJournal(Database):
         self._next_local_id = next_id(self._conn, "transactions", "local_id")
         self._next_seq = next_id(self._conn, "outbox", "seq")
         self._sampling_degraded = False  # the backlog is full: samples keep the register
-        self._ahead = ReadAhead()  # pending entries read ahead for the outbox sender
+        self._ahead = ReadAhead(load_pending)  # entries read ahead for the outbox sender
         self._recent = RecordCache()  # the newest records of recently used transactions
         #: Per transaction written in this process and not yet settled: the position of
         #: its next entry and the seq of its newest one.

@@ -16,7 +16,10 @@ round trip (bench/README.md, throughput). Here:
   CALL while the CSMS answers one) finds it here. With each entry it keeps its
   position among its transaction's entries (2.0.1 seqNo), read with it: the position
   is a column written with the entry (schema migration 2), fixed for good, so pruning
-  earlier entries never shifts it.
+  earlier entries never shifts it. A run holds the rows as read and parses each
+  (`load`) only when it is first asked for: the sender asks for one entry while the
+  CSMS answers the one before, where parsing it costs nothing, whereas parsing the
+  whole run at once stalled the one answer that arrived meanwhile.
 - `RecordCache` keeps the newest TxRecords by local id, bounded.
 
 Both are write-through: the store updates them with every value it acknowledges for an
@@ -30,7 +33,8 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import OrderedDict
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 from agent.core.ports import TxRecord
 from agent.store.overlay import PendingEntry
@@ -42,25 +46,39 @@ READ_AHEAD_ENTRIES: Final = 128
 CACHED_TRANSACTIONS: Final = 64
 
 
+#: A held entry as read (parsed by `load` when first asked for), or parsed.
+Held = PendingEntry | tuple[Any, ...]
+
+
 class ReadAhead:
     """A run of durable pending outbox entries read ahead, in seq order (module docstring)."""
 
-    __slots__ = ("_entries", "_positions", "_seqs", "_start")
+    __slots__ = ("_entries", "_load", "_positions", "_seqs", "_start")
 
-    def __init__(self) -> None:
-        self._entries: dict[int, PendingEntry] = {}
+    def __init__(self, load: Callable[[tuple[Any, ...]], PendingEntry]) -> None:
+        """`load` parses a row held as read into its PendingEntry."""
+        self._load = load
+        self._entries: dict[int, Held] = {}
         self._positions: dict[int, int] = {}
         self._seqs: list[int] = []  # the keys of `_entries`, ascending
         self._start = 0  # every durable pending entry above this seq, as read, is held
 
-    def fill(self, start: int, entries: list[tuple[PendingEntry, int]]) -> None:
-        """Hold `entries` (each with its position in its transaction): every durable
-        pending entry with seq > `start` read just now (the first ones, in seq order;
-        more may follow them in the database)."""
-        self._entries = {pending.entry.seq: pending for pending, _ in entries}
-        self._positions = {pending.entry.seq: position for pending, position in entries}
+    def fill(self, start: int, entries: list[tuple[int, int, Held]]) -> None:
+        """Hold `entries`, each (seq, position in its transaction, the entry parsed or
+        its pending row as read): every durable pending entry with seq > `start` read
+        just now (the first ones, in seq order; more may follow them in the database)."""
+        self._entries = {seq: held for seq, _, held in entries}
+        self._positions = {seq: position for seq, position, _ in entries}
         self._seqs = sorted(self._entries)
         self._start = start
+
+    def _parsed(self, seq: int) -> PendingEntry | None:
+        """Held entry `seq`, parsed now if it was not yet."""
+        held = self._entries.get(seq)
+        if isinstance(held, tuple):
+            parsed = self._entries[seq] = self._load(held)
+            return parsed
+        return held
 
     def next_after(self, after_seq: int) -> PendingEntry | None:
         """The lowest held pending entry with seq > `after_seq`; None when this run cannot
@@ -76,18 +94,21 @@ class ReadAhead:
             return None
         seqs, entries = self._seqs, self._entries
         for index in range(bisect_right(seqs, after_seq), len(seqs)):
-            pending = entries[seqs[index]]
-            if pending.state == PENDING:  # settled ones are never the answer again
-                return pending
+            seq = seqs[index]
+            held = entries[seq]
+            if isinstance(held, tuple):  # a row as read: pending
+                return self._parsed(seq)
+            if held.state == PENDING:  # settled ones are never the answer again
+                return held
         return None
 
     def get(self, seq: int) -> PendingEntry | None:
         """The held entry `seq` (its newest acknowledged value), or None."""
-        return self._entries.get(seq)
+        return self._parsed(seq)
 
     def position(self, tx_local_id: int, seq: int) -> int | None:
         """How many entries of `tx_local_id` precede entry `seq`, if it was read ahead."""
-        pending = self._entries.get(seq)
+        pending = self._parsed(seq)
         if pending is None or pending.entry.tx_local_id != tx_local_id:
             return None
         return self._positions.get(seq)

@@ -55,8 +55,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
-from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
@@ -64,7 +62,7 @@ from agent.core.ports import OutboxEntry, TxEventKind
 from agent.store.database import statement
 from agent.store.journal import SqliteJournal
 from agent.store.overlay import ENTRY, PendingEntry
-from agent.store.readahead import READ_AHEAD_ENTRIES
+from agent.store.readahead import READ_AHEAD_ENTRIES, Held
 from agent.store.retention import FILE_RETENTION, EndReads, Retention, RunningPrune
 from agent.store.schema import (
     DELIVERED,
@@ -81,7 +79,14 @@ __all__ = ["Store", "StoreBacklogFull", "StoreHealth", "StoreSchemaError"]
 _log = logging.getLogger(__name__)
 
 
-_MARK_DELIVERED: Final = "UPDATE outbox SET state = ? WHERE seq = ?"
+# Delivery marks and the pruning of delivered entries, for a JSON array of seqs
+# (Rows.as_array: one statement for a commit window's marks).
+_MARK_DELIVERED: Final = (
+    f"UPDATE outbox SET state = '{DELIVERED}' WHERE seq IN (SELECT value FROM json_each(?))"
+)
+_DELETE_DELIVERED: Final = (
+    f"DELETE FROM outbox WHERE state = '{DELIVERED}' AND seq IN (SELECT value FROM json_each(?))"
+)
 # The next pending entries, each with its position among its transaction's entries.
 _READ_AHEAD: Final = (
     f"SELECT {ENTRY_COLUMNS}, position FROM outbox WHERE state = ? AND seq > ? ORDER BY seq LIMIT ?"
@@ -98,17 +103,6 @@ _PRUNE_SETTLED: Final = (
     " AND NOT EXISTS (SELECT 1 FROM outbox AS o WHERE o.tx_local_id = t.local_id"
     "  AND o.state = ?1))"
 )
-
-
-def _delete_delivered(seqs: list[int]) -> Callable[[sqlite3.Connection], None]:
-    """A write that deletes delivered entries (idempotent; never a pending one)."""
-
-    def apply(conn: sqlite3.Connection) -> None:
-        conn.executemany(
-            "DELETE FROM outbox WHERE seq = ? AND state = ?", [(seq, DELIVERED) for seq in seqs]
-        )
-
-    return apply
 
 
 class Store(SqliteJournal):
@@ -156,19 +150,15 @@ class Store(SqliteJournal):
                 overlay = dict(self._overlay.entries)
             rows = conn.execute(_READ_AHEAD, (PENDING, start, READ_AHEAD_ENTRIES)).fetchall()
             shadows = [overlay.get(row[0]) for row in rows]  # acknowledged states win
-            batch = [
-                (
-                    PendingEntry(row_to_entry(row[:-1]), PENDING, 0, row[-1])
-                    if shadow is None
-                    else shadow,
-                    row[-1],
-                )
+            batch: list[tuple[int, int, Held]] = [
+                (row[0], row[-1], row if shadow is None else shadow)  # a row: parsed when asked
                 for row, shadow in zip(rows, shadows, strict=True)
                 if shadow is None or shadow.state == PENDING
             ]
             if batch or len(rows) < READ_AHEAD_ENTRIES:
                 self._ahead.fill(after_seq, batch)
-                return batch[0][0].entry if batch else None
+                held = self._ahead.next_after(after_seq)
+                return None if held is None else held.entry
             start = rows[-1][0]  # a whole batch settled but not yet committed: read on
 
     def pending_count(self, tx_local_id: int | None = None) -> int:
@@ -231,14 +221,15 @@ class Store(SqliteJournal):
         if current.state == DELIVERED:
             return
         self._submit(
-            Rows(_MARK_DELIVERED, [(DELIVERED, seq)]),  # joins the marks queued before it
+            Rows(_MARK_DELIVERED, [seq], as_array=True),  # joins the marks queued before it
             ((ENTRY, seq),),
             lazy=True,
             entry=PendingEntry(current.entry, DELIVERED, current.op, current.position),
         )
         going = self._running.delivered(current.entry, lambda local_id: self._tail(local_id)[1])
         if going:
-            self._submit(_delete_delivered(going), tuple((ENTRY, s) for s in going), lazy=True)
+            deleting = Rows(_DELETE_DELIVERED, going, as_array=True)  # never a pending one
+            self._submit(deleting, tuple((ENTRY, s) for s in going), lazy=True)
         self._settled(current.entry)
 
     def _settled(self, entry: OutboxEntry) -> None:

@@ -53,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import sqlite3
 import threading
@@ -81,13 +82,22 @@ LAZY_WINDOW_S: Final = 0.05
 @dataclass(slots=True)
 class Rows:
     """A write that runs one statement for each parameter row (`executemany`); queued
-    writes of the same statement join it (module docstring, "Joined writes")."""
+    writes of the same statement join it (module docstring, "Joined writes").
+
+    With `as_array` each row is one plain value, and the statement runs once with all of
+    them as its one parameter, a JSON array (read with `json_each(?)`): SQLite does the
+    rows in one step without the interpreter lock, where `executemany` takes the lock
+    back for every row, and the event loop's thread, waking meanwhile, waits for it."""
 
     sql: str
-    rows: list[tuple[Any, ...]]
+    rows: list[Any]
+    as_array: bool = False
 
     def __call__(self, conn: sqlite3.Connection) -> None:
-        conn.executemany(self.sql, self.rows)
+        if self.as_array:
+            conn.execute(self.sql, (json.dumps(self.rows),))
+        else:
+            conn.executemany(self.sql, self.rows)
 
 
 @dataclass(slots=True)
@@ -296,6 +306,7 @@ class JournalWriter:
         if (
             not isinstance(rows, Rows)
             or rows.sql != op.apply.sql
+            or rows.as_array != op.apply.as_array
             or tail.lazy != op.lazy
             or tail.fold
             or tail.index <= self._inflight_upto

@@ -306,8 +306,8 @@ def _pending(seq: int, state: str = "pending") -> PendingEntry:
 def test_an_entry_looked_past_while_pending_stays_held_for_its_mark() -> None:
     """The sender asks for the entry after n while n is in flight, then marks n: the
     read-ahead still holds n (no query), and n is still the lowest pending entry."""
-    ahead = ReadAhead()
-    ahead.fill(0, [(_pending(seq), seq - 1) for seq in (1, 2, 3)])
+    ahead = ReadAhead(lambda row: _pending(row[0]))
+    ahead.fill(0, [(seq, seq - 1, _pending(seq)) for seq in (1, 2, 3)])
     following = ahead.next_after(1)
     assert following is not None and following.entry.seq == 2
     assert ahead.get(1) == _pending(1)
@@ -318,3 +318,24 @@ def test_an_entry_looked_past_while_pending_stays_held_for_its_mark() -> None:
     after_settled = ahead.next_after(0)
     assert after_settled is not None and after_settled.entry.seq == 3
     assert ahead.next_after(3) is None  # the run is used up: the store reads on
+
+
+def test_rows_read_ahead_are_parsed_one_at_a_time_when_asked_for() -> None:
+    """A run is held as read; each entry is parsed when the sender first asks for it (or
+    a mark or a position looks it up), once."""
+    parsed: list[int] = []
+
+    def load(row: tuple[Any, ...]) -> PendingEntry:
+        parsed.append(row[0])
+        return _pending(row[0])
+
+    ahead = ReadAhead(load)
+    ahead.fill(0, [(seq, seq - 1, (seq, "row as read")) for seq in (1, 2, 3)])
+    assert parsed == []
+    first = ahead.next_after(0)
+    assert first == _pending(1) and parsed == [1]
+    assert ahead.get(1) == _pending(1) and parsed == [1]  # parsed once
+    ahead.update(_pending(1, "delivered"))
+    following = ahead.next_after(0)  # 1 is settled: 2, parsed now
+    assert following == _pending(2) and parsed == [1, 2]
+    assert ahead.position(1, 3) == 2 and parsed == [1, 2, 3]
