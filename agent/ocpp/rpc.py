@@ -387,11 +387,11 @@ class RpcEndpoint:
         pending.follow = _Follow(call, accept)
         return True
 
-    def _resolve_and_follow(self, pending: _PendingCall, result: dict[str, Any]) -> None:
+    def _resolve_and_follow(
+        self, pending: _PendingCall, follow: _Follow, result: dict[str, Any]
+    ) -> None:
         """Validate and apply the answer to a chained call at its delivery, then send the
-        CALL chained to it before anything else runs (then_send)."""
-        follow, pending.follow = pending.follow, None
-        assert follow is not None
+        CALL chained to it (`follow`) before anything else runs (then_send)."""
         try:
             result = self._checked(pending, result)
             if follow.accept is not None:
@@ -676,8 +676,9 @@ class RpcEndpoint:
                 pending, RpcError(self._dialect.formation_code, "malformed CALLRESULT frame")
             )
             return
-        if pending.follow is not None:
-            self._resolve_and_follow(pending, message[2])
+        follow, pending.follow = pending.follow, None
+        if follow is not None:
+            self._resolve_and_follow(pending, follow, message[2])
             return
         self._finish(pending, message[2])
 
