@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent.core.ports import Clock, OutboxEntry
@@ -233,7 +233,10 @@ class OutboxSender:
             return following
         assert following is not None
         successor = in_flight.successor
-        return following if successor is None else replace(following, in_flight=successor)
+        if successor is None:
+            return following
+        # (not dataclasses.replace: it inspects the fields each time, once per message)
+        return _Ready(following.entry, following.call, following.on_answer, successor)
 
     def _prepare(self, pipeline: Pipeline, entry: OutboxEntry, *, ahead: bool) -> _Ready:
         """Build, validate and serialize `entry`'s CALL; raises Skip, NotYet (ahead only),
