@@ -166,7 +166,7 @@ class EndedSamples:
             started_at = self._store.get_transaction(local_id).started_at
         except KeyError:
             return True
-        index = self._interval_of(entry, started_at)
+        index = self._interval_of(entry, started_at, self._model.int_value(TX_ENDED_INTERVAL))
         if index is None or index <= self._last.get(local_id, -1):
             return False
         self._last[local_id] = index
@@ -176,21 +176,22 @@ class EndedSamples:
         """The entries (of `tx`, in order) whose meter values the Ended event carries."""
         chosen = []
         last = -1
+        interval_s = self._model.int_value(TX_ENDED_INTERVAL)  # (once, not per entry)
         for entry in entries:
             if entry.kind is not TxEventKind.UPDATED:
                 chosen.append(entry)
                 last = 0
                 continue
-            index = self._interval_of(entry, tx.started_at)
+            index = self._interval_of(entry, tx.started_at, interval_s)
             if index is not None and index > last:
                 chosen.append(entry)
                 last = index
         return chosen
 
-    def _interval_of(self, entry: OutboxEntry, started_at: datetime) -> int | None:
-        """Which TxEndedInterval since the start an Updated entry's sample falls in (the
-        first is 0); None if it carries no sample or the interval is 0."""
-        interval_s = self._model.int_value(TX_ENDED_INTERVAL)
+    @staticmethod
+    def _interval_of(entry: OutboxEntry, started_at: datetime, interval_s: int) -> int | None:
+        """Which TxEndedInterval (of `interval_s`) since the start an Updated entry's sample
+        falls in (the first is 0); None if it carries no sample or the interval is 0."""
         if interval_s <= 0 or "energy_import_wh" not in entry.payload:
             return None
         return int((entry.created_at - started_at).total_seconds() // interval_s)
