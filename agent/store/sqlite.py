@@ -80,7 +80,7 @@ _log = logging.getLogger(__name__)
 
 
 # Delivery marks and the pruning of delivered entries, for a JSON array of seqs
-# (Rows.as_array: one statement for a commit window's marks).
+# (Rows: one statement for a commit window's marks).
 _MARK_DELIVERED: Final = (
     f"UPDATE outbox SET state = '{DELIVERED}' WHERE seq IN (SELECT value FROM json_each(?))"
 )
@@ -221,14 +221,14 @@ class Store(SqliteJournal):
         if current.state == DELIVERED:
             return
         self._submit(
-            Rows(_MARK_DELIVERED, [seq], as_array=True),  # joins the marks queued before it
+            Rows(_MARK_DELIVERED, [seq]),  # joins the marks queued before it
             ((ENTRY, seq),),
             lazy=True,
             entry=PendingEntry(current.entry, DELIVERED, current.op, current.position),
         )
         going = self._running.delivered(current.entry, lambda local_id: self._tail(local_id)[1])
         if going:
-            deleting = Rows(_DELETE_DELIVERED, going, as_array=True)  # never a pending one
+            deleting = Rows(_DELETE_DELIVERED, going)  # never a pending one
             self._submit(deleting, tuple((ENTRY, s) for s in going), lazy=True)
         self._settled(current.entry)
 

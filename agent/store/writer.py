@@ -26,12 +26,12 @@ replay one fsync carries a hundred marks instead of one each; any other write, `
 `wait_durable` and `close` take them along at once. This is the writer thread's group
 commit window, not the agent's time: nothing is scheduled by it.
 
-Joined writes: a write whose `apply` is `Rows` (one statement, many parameter rows) joins
+Joined writes: a write whose `apply` is `Rows` (one statement over many values) joins
 the queued tail write when that one is `Rows` of the same statement, not yet started and
-as lazy: its rows are appended and it runs as one `executemany`. During a replay a
-hundred delivery marks cost the writer thread one call instead of a hundred, and the
-event loop that many fewer turns of the interpreter lock. Order is kept: only the tail
-is joined, so nothing queued after it runs before the joined rows.
+as lazy: its values are appended and the statement runs once for all of them. During a
+replay a hundred delivery marks cost the writer thread one statement instead of a
+hundred, and the event loop that many fewer turns of the interpreter lock. Order is
+kept: only the tail is joined, so nothing queued after it runs before the joined values.
 
 Calls: the sibling stores (local list, cache) hand the writer whole transactions of
 their own (`call`), which run between batches on the writer's connection and report
@@ -81,23 +81,17 @@ LAZY_WINDOW_S: Final = 0.05
 
 @dataclass(slots=True)
 class Rows:
-    """A write that runs one statement for each parameter row (`executemany`); queued
-    writes of the same statement join it (module docstring, "Joined writes").
-
-    With `as_array` each row is one plain value, and the statement runs once with all of
-    them as its one parameter, a JSON array (read with `json_each(?)`): SQLite does the
-    rows in one step without the interpreter lock, where `executemany` takes the lock
-    back for every row, and the event loop's thread, waking meanwhile, waits for it."""
+    """A write that runs one statement once for all its values (plain JSON values), given
+    as its one parameter, a JSON array (read with `json_each(?)`); queued writes of the
+    same statement join it (module docstring, "Joined writes"). SQLite does the values in
+    one step without the interpreter lock, where `executemany` takes the lock back for
+    every row, and the event loop's thread, waking meanwhile, waits for it."""
 
     sql: str
     rows: list[Any]
-    as_array: bool = False
 
     def __call__(self, conn: sqlite3.Connection) -> None:
-        if self.as_array:
-            conn.execute(self.sql, (json.dumps(self.rows),))
-        else:
-            conn.executemany(self.sql, self.rows)
+        conn.execute(self.sql, (json.dumps(self.rows),))
 
 
 @dataclass(slots=True)
@@ -306,7 +300,6 @@ class JournalWriter:
         if (
             not isinstance(rows, Rows)
             or rows.sql != op.apply.sql
-            or rows.as_array != op.apply.as_array
             or tail.lazy != op.lazy
             or tail.fold
             or tail.index <= self._inflight_upto
