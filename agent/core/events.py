@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from agent.core.ports import SampleContext
 from agent.core.status import ConnectorStatus, SessionPhase
@@ -209,6 +209,10 @@ StationEvent = (
     | ReservationEnded
     | StorageFault
 )
+
+
+#: The key a journal payload holding a meter sample has at its top level (sample_payload).
+SAMPLE_KEY: Final = "energy_import_wh"
 
 
 def sample_payload(

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from drivers.types import TokenType
 
@@ -146,6 +146,18 @@ class OutboxEntry:
     payload: Mapping[str, Any]
     created_at: datetime
     attempts: int
+
+
+class EntryOutline(NamedTuple):
+    """What choosing among a transaction's entries looks at, without reading payloads:
+    `sampled` says the payload holds a meter sample (its top level has
+    `energy_import_wh`, as events.sample_payload writes). A tuple: stores build
+    thousands at once."""
+
+    seq: int
+    kind: TxEventKind
+    created_at: datetime
+    sampled: bool
 
 
 class TransactionJournal(Protocol):

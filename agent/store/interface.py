@@ -21,7 +21,14 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol, TypeVar
 
-from agent.core.ports import Clock, OutboxEntry, SettingsStore, TransactionJournal, TxRecord
+from agent.core.ports import (
+    Clock,
+    EntryOutline,
+    OutboxEntry,
+    SettingsStore,
+    TransactionJournal,
+    TxRecord,
+)
 from agent.store.retention import EndReads
 from agent.store.writer import StoreHealth
 
@@ -129,6 +136,16 @@ class AgentStore(TransactionJournal, SettingsStore, TableHost, Protocol):
 
     def tx_entries(self, local_id: int) -> list[OutboxEntry]:
         """Every remaining entry of the transaction, in seq order."""
+        ...
+
+    def tx_outline(self, local_id: int) -> list[EntryOutline]:
+        """Every remaining entry of the transaction, in seq order, outlined: what choosing
+        among them needs, without parsing a payload (for the end message's few)."""
+        ...
+
+    def outbox_entries(self, seqs: list[int]) -> list[OutboxEntry]:
+        """The entries `seqs` that remain (an unknown or pruned seq is left out), in seq
+        order."""
         ...
 
     def last_entry_at(self, tx_local_id: int) -> datetime | None:

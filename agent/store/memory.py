@@ -42,7 +42,15 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
-from agent.core.ports import Clock, OutboxEntry, StopReason, TxEventKind, TxRecord
+from agent.core.events import SAMPLE_KEY
+from agent.core.ports import (
+    Clock,
+    EntryOutline,
+    OutboxEntry,
+    StopReason,
+    TxEventKind,
+    TxRecord,
+)
 from agent.store.database import Database
 from agent.store.retention import FILE_RETENTION, EndReads, Retention, RunningPrune
 from agent.store.schema import (
@@ -74,6 +82,7 @@ class _Entry:
     payload: str  # compact JSON text (schema.dump)
     created_at: datetime
     position: int
+    sampled: bool  # the payload holds a meter sample (EntryOutline)
     attempts: int = 0
     state: str = PENDING
 
@@ -197,7 +206,8 @@ class MemoryStore:
         )
         self._live()
         self._next_local_id += 1
-        self._write(tx, TxEventKind.STARTED, payload, tx.started_at)
+        sampled = SAMPLE_KEY in (details or {})  # (its payload's top level is theirs)
+        self._write(tx, TxEventKind.STARTED, payload, tx.started_at, sampled)
         return tx
 
     def record_meter(
@@ -221,7 +231,7 @@ class MemoryStore:
             self._txs[local_id] = tx
             self._written()
         else:
-            self._write(tx, TxEventKind.UPDATED, payload_text, at_time)
+            self._write(tx, TxEventKind.UPDATED, payload_text, at_time, SAMPLE_KEY in payload)
 
     def record_event(
         self,
@@ -239,7 +249,7 @@ class MemoryStore:
         tx = self._open_tx(local_id)
         if id_token is not None:
             tx = replace(tx, id_token=id_token, token_type=token_type or TokenType.ISO14443)
-        self._write(tx, TxEventKind.UPDATED, payload_text, at_time)
+        self._write(tx, TxEventKind.UPDATED, payload_text, at_time, SAMPLE_KEY in payload)
 
     def end_transaction(
         self,
@@ -263,19 +273,22 @@ class MemoryStore:
             reason=reason,
             stop_id_token=stop_id_token,
         )
-        self._write(tx, TxEventKind.ENDED, dump(payload), tx.last_meter_at)
+        self._write(tx, TxEventKind.ENDED, dump(payload), tx.last_meter_at, SAMPLE_KEY in payload)
         return tx
 
-    def _write(self, tx: TxRecord, kind: TxEventKind, payload: str, created_at: datetime) -> None:
-        """Set the transaction's record and append an entry: one step, as Store's one
-        SQLite transaction."""
+    def _write(
+        self, tx: TxRecord, kind: TxEventKind, payload: str, created_at: datetime, sampled: bool
+    ) -> None:
+        """Set the transaction's record and append an entry (`payload` as JSON text,
+        `sampled` if it holds a meter sample): one step, as Store's one SQLite
+        transaction."""
         entries = self._by_tx.get(tx.local_id)
         if entries is None:
             entries = self._by_tx[tx.local_id] = {}
         # The newest entry of a transaction is never pruned (retention.py): the next
         # position follows it.
         position = next(reversed(entries.values())).position + 1 if entries else 0
-        entry = _Entry(self._next_seq, tx.local_id, kind, payload, created_at, position)
+        entry = _Entry(self._next_seq, tx.local_id, kind, payload, created_at, position, sampled)
         self._next_seq += 1
         self._txs[tx.local_id] = tx
         entries[entry.seq] = self._entries[entry.seq] = entry
@@ -417,6 +430,22 @@ class MemoryStore:
         state; unknown (or pruned) transactions give an empty list."""
         self._live()
         return [entry.outbox_entry() for entry in self._by_tx.get(local_id, {}).values()]
+
+    def tx_outline(self, local_id: int) -> list[EntryOutline]:
+        """Every remaining entry of transaction `local_id` in seq order, outlined (no
+        payload parsed); unknown (or pruned) transactions give an empty list."""
+        self._live()
+        return [
+            EntryOutline(entry.seq, entry.kind, entry.created_at, entry.sampled)
+            for entry in self._by_tx.get(local_id, {}).values()
+        ]
+
+    def outbox_entries(self, seqs: list[int]) -> list[OutboxEntry]:
+        """The entries `seqs` that remain, in seq order; unknown or pruned seqs are left
+        out. Only these payloads are parsed."""
+        self._live()
+        held = (self._entries.get(seq) for seq in sorted(set(seqs)))
+        return [entry.outbox_entry() for entry in held if entry is not None]
 
     def prune_delivered(self, keep_last: int = 1000) -> int:
         """Delete the entries of settled transactions except the newest `keep_last`

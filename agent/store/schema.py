@@ -17,7 +17,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from agent.core.ports import OutboxEntry, StopReason, TxEventKind, TxRecord
+from agent.core.events import SAMPLE_KEY
+from agent.core.ports import EntryOutline, OutboxEntry, StopReason, TxEventKind, TxRecord
 from drivers.types import TokenType
 
 try:
@@ -310,3 +311,8 @@ def row_to_entry(row: tuple[Any, ...]) -> OutboxEntry:
         created_at=from_text(created_at),
         attempts=attempts,
     )
+
+
+def outline_of(entry: OutboxEntry) -> EntryOutline:
+    """An entry's outline (for entries already parsed: the overlay's)."""
+    return EntryOutline(entry.seq, entry.kind, entry.created_at, SAMPLE_KEY in entry.payload)

@@ -58,7 +58,8 @@ import os
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
-from agent.core.ports import OutboxEntry, TxEventKind
+from agent.core.events import SAMPLE_KEY
+from agent.core.ports import EntryOutline, OutboxEntry, TxEventKind
 from agent.store.database import statement
 from agent.store.journal import SqliteJournal
 from agent.store.overlay import ENTRY, PendingEntry
@@ -70,6 +71,8 @@ from agent.store.schema import (
     ENTRY_COLUMNS,
     PENDING,
     StoreSchemaError,
+    from_text,
+    outline_of,
     row_to_entry,
 )
 from agent.store.writer import DEFAULT_MAX_BACKLOG, Rows, StoreBacklogFull, StoreHealth
@@ -90,6 +93,16 @@ _DELETE_DELIVERED: Final = (
 # The next pending entries, each with its position among its transaction's entries.
 _READ_AHEAD: Final = (
     f"SELECT {ENTRY_COLUMNS}, position FROM outbox WHERE state = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+# A transaction's entries outlined (EntryOutline): their payloads stay unparsed.
+_OUTLINE: Final = (
+    f"SELECT seq, kind, created_at, json_type(payload, '$.{SAMPLE_KEY}') IS NOT NULL"
+    " FROM outbox WHERE tx_local_id = ? ORDER BY seq"
+)
+_KINDS: Final = {kind.value: kind for kind in TxEventKind}  # (faster than the Enum's call)
+# The entries of a JSON array of seqs.
+_ENTRIES_BY_SEQ: Final = (
+    f"SELECT {ENTRY_COLUMNS} FROM outbox WHERE seq IN (SELECT value FROM json_each(?))"
 )
 
 # The entries of settled transactions but the newest ?2 transactions: only transactions
@@ -294,6 +307,38 @@ class Store(SqliteJournal):
         ).fetchall()
         found = {row[0]: row_to_entry(row) for row in rows}
         found.update((seq, pending.entry) for seq, pending in overlay.items())
+        return [found[seq] for seq in sorted(found)]
+
+    def tx_outline(self, local_id: int) -> list[EntryOutline]:
+        """Every remaining entry of transaction `local_id` in seq order, outlined; no
+        payload is parsed (SQLite's json_type looks for the sample). Unknown (or pruned)
+        transactions give an empty list."""
+        conn = self._live()
+        overlay = self._pending_entries(local_id)
+        rows = [
+            EntryOutline(seq, _KINDS[kind], from_text(at), bool(sampled))
+            for seq, kind, at, sampled in conn.execute(_OUTLINE, (local_id,))
+        ]
+        if not overlay:  # (as a rule: the overlay holds a few tens of ms of writes)
+            return rows
+        found = {outline.seq: outline for outline in rows}
+        found.update((seq, outline_of(pending.entry)) for seq, pending in overlay.items())
+        return [found[seq] for seq in sorted(found)]
+
+    def outbox_entries(self, seqs: list[int]) -> list[OutboxEntry]:
+        """The entries `seqs` that remain, in seq order; unknown or pruned seqs are left
+        out. Only these payloads are parsed."""
+        conn = self._live()
+        with self._writer.lock:  # the overlay first, the database second (as tx_entries)
+            found = {
+                seq: pending.entry
+                for seq in seqs
+                if (pending := self._overlay.entries.get(seq)) is not None
+            }
+        rest = [seq for seq in seqs if seq not in found]
+        if rest:
+            rows = conn.execute(_ENTRIES_BY_SEQ, (json.dumps(rest),))
+            found.update((row[0], row_to_entry(row)) for row in rows if row[0] not in found)
         return [found[seq] for seq in sorted(found)]
 
     def prune_delivered(self, keep_last: int = 1000) -> int:

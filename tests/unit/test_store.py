@@ -144,6 +144,50 @@ def test_record_meter_updates_last_meter_and_enqueues_only_when_asked(store: Age
     assert store.tx_entries(tx.local_id)[1].payload == {"energy_wh": 200.0, "power_w": 7000}
 
 
+def test_the_outline_lists_the_entries_as_tx_entries_does_and_which_hold_a_sample(
+    store: AgentStore,
+) -> None:
+    tx = store.begin_transaction(
+        evse_id=1,
+        connector_id=1,
+        id_token="TAG-1",
+        token_type=TokenType.ISO14443,
+        started_at=T0,
+        meter_start_wh=100.0,
+        details={"sample": {"energy_import_wh": 100.0}},  # nested: not the entry's sample
+    )
+    minute = timedelta(minutes=1)
+    sampled = {"energy_import_wh": 200.0, "power_w": 7000}
+    store.record_meter(tx.local_id, at=T0 + minute, energy_wh=200.0, payload=sampled, enqueue=True)
+    store.record_event(tx.local_id, at=T0 + 2 * minute, payload={"trigger": "cable_plugged"})
+    no_reading = {"energy_import_wh": None}  # the key is there: a sample, as `in` says
+    store.record_meter(
+        tx.local_id, at=T0 + 3 * minute, energy_wh=200.0, payload=no_reading, enqueue=True
+    )
+    end(store, tx.local_id)  # {"energy_wh": ...}: no sample
+
+    outline = store.tx_outline(tx.local_id)
+
+    entries = store.tx_entries(tx.local_id)
+    assert [(o.seq, o.kind, o.created_at) for o in outline] == [
+        (e.seq, e.kind, e.created_at) for e in entries
+    ]
+    assert [o.sampled for o in outline] == [False, True, False, True, False]
+    assert store.tx_outline(tx.local_id + 1) == []  # unknown: nothing
+
+
+def test_entries_by_seq_come_in_seq_order_without_the_unknown_ones(store: AgentStore) -> None:
+    tx = begin(store)
+    for n in range(3):
+        store.record_meter(tx.local_id, at=T0, energy_wh=float(n), payload={"n": n}, enqueue=True)
+    end(store, tx.local_id)
+    entries = store.tx_entries(tx.local_id)
+
+    asked = [entries[3].seq, entries[0].seq, entries[-1].seq + 100, entries[1].seq]
+    assert store.outbox_entries(asked) == [entries[0], entries[1], entries[3]]
+    assert store.outbox_entries([]) == []
+
+
 def test_record_meter_on_unknown_transaction_raises_key_error(store: AgentStore) -> None:
     with pytest.raises(KeyError):
         store.record_meter(99, at=T0, energy_wh=1.0, payload={}, enqueue=True)

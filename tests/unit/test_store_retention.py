@@ -202,6 +202,9 @@ def test_a_dropped_entry_is_kept_while_its_transaction_runs(store: AgentStore) -
     store.mark_dropped(first.seq, "CALLERROR after 3 attempts")
     store.mark_delivered(second.seq)
     assert [e.seq for e in store.tx_entries(tx.local_id)] == [first.seq, second.seq]
+    # The end message's reads see the same: the outline, and the entries by seq.
+    assert [o.seq for o in store.tx_outline(tx.local_id)] == [first.seq, second.seq]
+    assert store.outbox_entries([started.seq, first.seq, second.seq]) == [first, second]
 
 
 # -- settled transactions ------------------------------------------------------------------------
@@ -213,8 +216,10 @@ def test_an_ended_delivered_transaction_is_gone_and_the_next_one_counts_from_zer
     tx = begin(store)
     sample(store, tx, 1)
     end(store, tx)
-    last_seq = max(e.seq for e, _ in deliver(store))
+    sent_seqs = [e.seq for e, _ in deliver(store)]
+    last_seq = max(sent_seqs)
     assert store.tx_entries(tx.local_id) == []
+    assert store.tx_outline(tx.local_id) == [] and store.outbox_entries(sent_seqs) == []
     assert store.get_transaction(tx.local_id).stopped_at is not None  # the row stays
 
     following = begin(store)

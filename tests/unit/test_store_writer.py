@@ -141,6 +141,9 @@ def test_writes_a_full_disk_refuses_are_kept_in_order_and_written_when_space_ret
         TxEventKind.UPDATED,
         TxEventKind.ENDED,
     ]
+    entries = store.tx_entries(running.local_id)  # the outline and reads by seq: alike
+    assert [o.seq for o in store.tx_outline(running.local_id)] == [e.seq for e in entries]
+    assert store.outbox_entries([e.seq for e in entries]) == entries
     assert store.get_setting("HeartbeatInterval") == "60"
     assert store.pending_count() == 4
 

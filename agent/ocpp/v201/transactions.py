@@ -26,8 +26,15 @@ from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-from agent.core.events import IdToken, MeterValuesSampled, sample_payload
-from agent.core.ports import OutboxEntry, SampleContext, StopReason, TxEventKind, TxRecord
+from agent.core.events import SAMPLE_KEY, IdToken, MeterValuesSampled, sample_payload
+from agent.core.ports import (
+    EntryOutline,
+    OutboxEntry,
+    SampleContext,
+    StopReason,
+    TxEventKind,
+    TxRecord,
+)
 from agent.core.station import Station
 from agent.core.status import ConnectorStatus, SessionPhase
 from agent.ocpp.outbox import OutboxCall, Skip
@@ -166,35 +173,38 @@ class EndedSamples:
             started_at = self._store.get_transaction(local_id).started_at
         except KeyError:
             return True
-        index = self._interval_of(entry, started_at, self._model.int_value(TX_ENDED_INTERVAL))
+        interval_s = self._model.int_value(TX_ENDED_INTERVAL)
+        index = _interval_of(entry.created_at, SAMPLE_KEY in entry.payload, started_at, interval_s)
         if index is None or index <= self._last.get(local_id, -1):
             return False
         self._last[local_id] = index
         return True
 
-    def select(self, tx: TxRecord, entries: list[OutboxEntry]) -> list[OutboxEntry]:
-        """The entries (of `tx`, in order) whose meter values the Ended event carries."""
+    def select(self, tx: TxRecord, outline: list[EntryOutline]) -> list[int]:
+        """The seqs of the entries (of `tx`'s outline, in order) whose meter values the
+        Ended event carries: only those payloads are read."""
         chosen = []
         last = -1
         interval_s = self._model.int_value(TX_ENDED_INTERVAL)  # (once, not per entry)
-        for entry in entries:
+        started_at = tx.started_at
+        for entry in outline:
             if entry.kind is not TxEventKind.UPDATED:
-                chosen.append(entry)
+                chosen.append(entry.seq)
                 last = 0
                 continue
-            index = self._interval_of(entry, tx.started_at, interval_s)
+            index = _interval_of(entry.created_at, entry.sampled, started_at, interval_s)
             if index is not None and index > last:
-                chosen.append(entry)
+                chosen.append(entry.seq)
                 last = index
         return chosen
 
-    @staticmethod
-    def _interval_of(entry: OutboxEntry, started_at: datetime, interval_s: int) -> int | None:
-        """Which TxEndedInterval (of `interval_s`) since the start an Updated entry's sample
-        falls in (the first is 0); None if it carries no sample or the interval is 0."""
-        if interval_s <= 0 or "energy_import_wh" not in entry.payload:
-            return None
-        return int((entry.created_at - started_at).total_seconds() // interval_s)
+
+def _interval_of(at: datetime, sampled: bool, started_at: datetime, interval_s: int) -> int | None:
+    """Which TxEndedInterval (of `interval_s`) since the start an Updated entry at `at`
+    falls in (the first is 0); None if it carries no sample or the interval is 0."""
+    if interval_s <= 0 or not sampled:
+        return None
+    return int((at - started_at).total_seconds() // interval_s)
 
 
 class Ocpp201Transactions:
@@ -379,7 +389,8 @@ class Ocpp201Transactions:
             return []
         phases = self._phases(tx.evse_id)
         values = []
-        for entry in self._ended.select(tx, self.store.tx_entries(tx.local_id)):
+        chosen = self._ended.select(tx, self.store.tx_outline(tx.local_id))
+        for entry in self.store.outbox_entries(chosen):
             sample = entry.payload.get("sample") if entry.kind == TxEventKind.STARTED else None
             value = metering.meter_value(sample or entry.payload, measurands, phases=phases)
             if value is None and entry.kind is TxEventKind.ENDED:  # (its final register)
