@@ -380,6 +380,22 @@ def test_member_list_accepts_exactly_the_repeat_free_subsets(members: list[str])
         assert model.list_value(path) == (members if valid else default)
 
 
+def test_a_path_read_often_follows_every_change_and_an_unknown_one_stays_unknown(
+    model: DeviceModel,
+) -> None:
+    path = "OCPPCommCtrlr/HeartbeatInterval"
+    assert model.int_value(path) == 300
+    for seconds in ("60", "90"):
+        assert model.set(*path_key(path), seconds).status == SetStatus.ACCEPTED
+        assert model.value(path) == seconds
+        assert model.value("ocppcommctrlr/heartbeatinterval") == seconds  # any spelling
+    for _ in range(2):
+        with pytest.raises(KeyError):
+            model.value("OCPPCommCtrlr/NoSuchVariable")
+        with pytest.raises(KeyError):
+            model.value("OCPPCommCtrlr/HeartbeatInterval#Target")  # no such attribute
+
+
 def test_target_is_set_apart_from_actual_and_unset_reads_empty(store: Store) -> None:
     limit = VariableDef(
         ComponentKey("EVSE", evse_id=1),
