@@ -16,7 +16,7 @@ import re
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from agent.ocpp.v201.variables import (
     LIST_TYPES,
@@ -156,11 +156,15 @@ def check_value(definition: VariableDef, value: str) -> tuple[str | None, str]:
     return text, ""
 
 
+#: How many paths a Catalogue keeps resolved (`Catalogue.resolve`).
+_RESOLVED_PATHS: Final = 512
+
+
 class Catalogue:
     """The immutable part of a device model: definitions in order, the case-insensitive
     index and the components (`catalogue()` shares one per distinct definitions)."""
 
-    __slots__ = ("_components", "_index", "_owned", "definitions")
+    __slots__ = ("_components", "_index", "_owned", "_paths", "definitions")
 
     def __init__(self, definitions: tuple[VariableDef, ...]) -> None:
         """Index `definitions`; raises ValueError for a duplicate or an invalid default."""
@@ -179,10 +183,27 @@ class Catalogue:
                 if default and check_value(definition, default)[0] is None:
                     raise ValueError(f"{_path(definition, attribute)}: invalid default")
         self._owned = frozenset(definitions)  # by identity: VariableDef has eq=False
+        self._paths: dict[str, tuple[VariableDef, Attribute]] = {}  # resolve()'s memo
 
     def lookup(self, component: ComponentKey, variable: VariableKey) -> VariableDef | None:
         """The definition of a component's variable, or None (names case-insensitive)."""
         return self._index.get(_key(component, variable))
+
+    def resolve(self, path: str) -> tuple[VariableDef, Attribute]:
+        """The definition and attribute `path` names: KeyError if this catalogue has no
+        such attribute, ValueError if the path is malformed. The message paths read some
+        values for every message, so a path is resolved once, for every station that
+        shares this catalogue (the code reads a few dozen constant paths: a bound)."""
+        found = self._paths.get(path)
+        if found is None:
+            component, variable, attribute = parse_path(path)
+            definition = self.lookup(component, variable)
+            if definition is None or attribute not in definition.mutability:
+                raise KeyError(path)
+            found = (definition, attribute)
+            if len(self._paths) < _RESOLVED_PATHS:
+                self._paths[path] = found
+        return found
 
     def has_component(self, component: ComponentKey) -> bool:
         """Whether any variable belongs to this component."""

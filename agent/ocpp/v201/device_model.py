@@ -36,7 +36,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any
 
 from agent.core.ports import Clock, SettingsStore
 from agent.ocpp.v201.catalogue import INT32 as INT32
@@ -117,8 +117,6 @@ class RequestLimitExceeded(Exception):  # noqa: N818 (a request, not an error of
 Watcher = Callable[[VariableDef, Attribute, str], None]
 #: A model's per-attribute slots: (definition, attribute), the definition by identity.
 _Slot = tuple[VariableDef, Attribute]
-#: How many paths `DeviceModel.value` keeps resolved (the code reads a few dozen).
-_RESOLVED_PATHS: Final = 512
 
 
 class DeviceModel:
@@ -143,7 +141,6 @@ class DeviceModel:
         self._values: dict[_Slot, str] = {}
         self._live: dict[_Slot, Callable[[], str]] = {}
         self._watchers: list[Watcher] = []
-        self._paths: dict[str, _Slot] = {}  # value(): paths resolved in the catalogue
         for path, value in (install_defaults or {}).items():
             self._install(path, value)
         self._load_stored()
@@ -182,19 +179,10 @@ class DeviceModel:
     def value(self, path: str) -> str:
         """The current value at `path`, WriteOnly included; KeyError if unknown.
 
-        The message paths read some values for every message; the definition a path
-        names is resolved once (the catalogue never changes), its value each time.
+        The message paths read some values for every message: the catalogue resolves a
+        path once (for every station sharing it), the value is read each time.
         """
-        slot = self._paths.get(path)
-        if slot is None:
-            component, variable, attribute = parse_path(path)
-            definition = self.lookup(component, variable)
-            if definition is None or attribute not in definition.mutability:
-                raise KeyError(path)
-            slot = (definition, attribute)
-            if len(self._paths) < _RESOLVED_PATHS:  # (callers use constants: a bound)
-                self._paths[path] = slot
-        return self.current(*slot)
+        return self.current(*self._catalogue.resolve(path))
 
     def int_value(self, path: str) -> int:
         """The integer at `path`; KeyError if unknown, ValueError if not an integer."""
