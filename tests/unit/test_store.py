@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,12 @@ def store(request: pytest.FixtureRequest) -> Iterator[AgentStore]:
 
 
 def begin(
-    store: AgentStore, *, evse_id: int = 1, at: datetime = T0, meter_wh: float = 100.0
+    store: AgentStore,
+    *,
+    evse_id: int = 1,
+    at: datetime = T0,
+    meter_wh: float = 100.0,
+    details: dict[str, Any] | None = None,
 ) -> TxRecord:
     return store.begin_transaction(
         evse_id=evse_id,
@@ -47,6 +53,7 @@ def begin(
         token_type=TokenType.ISO14443,
         started_at=at,
         meter_start_wh=meter_wh,
+        details=details,
     )
 
 
@@ -147,15 +154,8 @@ def test_record_meter_updates_last_meter_and_enqueues_only_when_asked(store: Age
 def test_the_outline_lists_the_entries_as_tx_entries_does_and_which_hold_a_sample(
     store: AgentStore,
 ) -> None:
-    tx = store.begin_transaction(
-        evse_id=1,
-        connector_id=1,
-        id_token="TAG-1",
-        token_type=TokenType.ISO14443,
-        started_at=T0,
-        meter_start_wh=100.0,
-        details={"sample": {"energy_import_wh": 100.0}},  # nested: not the entry's sample
-    )
+    # Nested in the start's details: not the entry's own sample.
+    tx = begin(store, details={"sample": {"energy_import_wh": 100.0}})
     minute = timedelta(minutes=1)
     sampled = {"energy_import_wh": 200.0, "power_w": 7000}
     store.record_meter(tx.local_id, at=T0 + minute, energy_wh=200.0, payload=sampled, enqueue=True)
