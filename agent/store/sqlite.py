@@ -338,7 +338,7 @@ class Store(SqliteJournal):
         rest = [seq for seq in seqs if seq not in found]
         if rest:
             rows = conn.execute(_ENTRIES_BY_SEQ, (json.dumps(rest),))
-            found.update((row[0], row_to_entry(row)) for row in rows if row[0] not in found)
+            found.update((row[0], row_to_entry(row)) for row in rows)
         return [found[seq] for seq in sorted(found)]
 
     def prune_delivered(self, keep_last: int = 1000) -> int:
