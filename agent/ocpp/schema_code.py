@@ -39,6 +39,7 @@ def compile_schema(schema: dict[str, Any]) -> Validator:
         schema, resolver=resolver, use_default=False, detailed_exceptions=False
     )
     state: dict[str, Any] = generator.global_state
+    state.update(generator.constants)
     exec(generator.func_code, state)  # fastjsonschema compile() does the same
     validate: Validator = state[resolver.get_scope_name()]
     return validate
@@ -86,12 +87,50 @@ class _FastCode(CodeGeneratorDraft04):
       strings, which cost a dict test per field).
     - An object with additionalProperties false (and no patternProperties) is checked
       with set comparisons on its keys view instead of copying its keys into a set and
-      removing each property from it.
+      removing each property from it; the key sets of these comparisons and of
+      `required` are frozensets built once (`constants`), not a set display built at
+      each check, and a single required key is one `in` test.
+    - Under a declared "object" or "array" type, whose check raises first, the
+      `_is_dict` / `_is_list` flag the other checks test is the constant True rather
+      than a second isinstance.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._inlining: set[str] = set()
+        #: Global names of the generated code's constant key sets (compile_schema adds
+        #: them to its globals), by name.
+        self.constants: dict[str, frozenset[str]] = {}
+
+    def _key_set(self, keys: list[str]) -> str:
+        """The global name of a frozenset constant holding `keys`."""
+        value = frozenset(keys)
+        for name, existing in self.constants.items():
+            if existing == value:
+                return name
+        name = f"KEYS_{len(self.constants)}"
+        self.constants[name] = value
+        return name
+
+    def create_variable_is_dict(self) -> None:
+        if self._schema().get("type") != "object":
+            super().create_variable_is_dict()
+            return
+        variable_name = f"{self._variable}_is_dict"
+        if self._is_variable_in_scope(variable_name):
+            return
+        self._variables[variable_name] = tuple(self._scope_stack)
+        self.l("{variable}_is_dict = True")  # the type check before raised otherwise
+
+    def create_variable_is_list(self) -> None:
+        if self._schema().get("type") != "array":
+            super().create_variable_is_list()
+            return
+        variable_name = f"{self._variable}_is_list"
+        if self._is_variable_in_scope(variable_name):
+            return
+        self._variables[variable_name] = tuple(self._scope_stack)
+        self.l("{variable}_is_list = True")  # the type check before raised otherwise
 
     def _schema(self) -> dict[str, Any]:
         """The (sub)schema being generated: an object here (booleans do not reach us)."""
@@ -151,10 +190,12 @@ class _FastCode(CodeGeneratorDraft04):
             super().generate_required()
             return
         self.create_variable_is_dict()
-        with (
-            self.l("if {variable}_is_dict:"),
-            self.l("if not {variable}.keys() >= {}:", _set_literal(required)),
-        ):
+        if len(required) == 1:
+            key = repr(required[0]).replace("{", "{{").replace("}", "}}")
+            test = "if " + key + " not in {variable}:"
+        else:
+            test = "if not {variable}.keys() >= " + self._key_set(required) + ":"
+        with self.l("if {variable}_is_dict:"), self.l(test):
             self.exc("{name} must contain " + self.e(required) + " properties", rule="required")
 
     def generate_properties(self) -> None:
@@ -185,14 +226,9 @@ class _FastCode(CodeGeneratorDraft04):
         self.create_variable_is_dict()
         with (
             self.l("if {variable}_is_dict:"),
-            self.l("if not {variable}.keys() <= {}:", _set_literal(allowed)),
+            self.l("if not " + self._key_set(allowed) + ".issuperset({variable}):"),
         ):
             self.exc("{name} must not contain other properties", rule="additionalProperties")
-
-
-def _set_literal(keys: list[str]) -> str:
-    """Python source of a set of strings (an empty one too), for generated code."""
-    return "{" + ", ".join(repr(key) for key in keys) + "}" if keys else "set()"
 
 
 class _FastCode06(_FastCode, CodeGeneratorDraft06):
