@@ -26,14 +26,12 @@ websockets or another module of this package (variables.py imports this one).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from math import isfinite
 from typing import Any, Final
 
-from agent.core.events import sample_from_payload
 from agent.core.ports import SampleContext
-from drivers.types import MeterSample
 
 ENERGY_IMPORT: Final = "Energy.Active.Import.Register"
 ENERGY_EXPORT: Final = "Energy.Active.Export.Register"
@@ -111,33 +109,41 @@ def sampled_values(
 
     Entries follow the order of `measurands` (a repeated name counts once). The phases
     power is offered on are the payload's "offered_phases" if it recorded them, else
-    `offered_phases`, else `phases`. Raises
-    ValueError for a context outside ReadingContextEnumType or phases outside 1..3, and
-    KeyError/ValueError for a payload that sample_payload() did not write.
+    `offered_phases`, else `phases`. Raises ValueError for a context outside
+    ReadingContextEnumType or phases outside 1..3, and KeyError, IndexError or
+    ValueError when a requested reading is missing from the payload or not a number
+    (a payload that sample_payload() did not write).
     """
     if context not in READING_CONTEXTS:
         raise ValueError(f"not a ReadingContextEnumType value: {context!r}")
     if not 1 <= phases <= len(PHASES):
         raise ValueError(f"phases must be 1 to 3, not {phases}")
-    sample = sample_from_payload(payload)
+    key = (measurands if type(measurands) is tuple else tuple(measurands), context, phases)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _plan(*key)
     offered_current_a = float(payload.get("offered_current_a") or 0.0)
     offered_on = int(payload.get("offered_phases") or offered_phases or phases)
     values: list[dict[str, Any]] = []
     add = values.append
-    for measurand in dict.fromkeys(measurands):
-        if measurand in (CURRENT_IMPORT, VOLTAGE):
-            current = measurand == CURRENT_IMPORT
-            readings = sample.current_a if current else sample.voltage_v
-            names = PHASES if current else _PHASES_N
-            for value, phase in zip(readings[:phases], names, strict=False):
-                if isfinite(value):
-                    entry = _entry(value, context, measurand)
-                    entry["phase"] = phase
-                    add(entry)
+    rounded = _ROUNDED.get
+    for read, measurand, location, unit, phase in plan:
+        value = read(payload, offered_current_a, offered_on)
+        if value is None or not isfinite(value):
             continue
-        single = _reading(sample, measurand, offered_current_a, offered_on)
-        if single is not None and isfinite(single):
-            add(_entry(single, context, measurand))
+        number = rounded(value)
+        if number is None:
+            number = _round(value)
+        entry = {
+            "value": number,
+            "context": context,
+            "measurand": measurand,
+            "location": location,
+            "unitOfMeasure": {"unit": unit},
+        }
+        if phase is not None:
+            entry["phase"] = phase
+        add(entry)
     return values
 
 
@@ -147,38 +153,87 @@ _PHASES_N: Final = tuple(f"{phase}-N" for phase in PHASES)
 _ROUNDED: dict[float, float] = {}
 _ROUNDED_KEPT: Final = 4096
 
+#: Reads one value from a journal sample payload, given the offered current and the
+#: phases it is offered on; None when the payload lacks that (optional) reading.
+_Read = Callable[[Mapping[str, Any], float, int], float | None]
+#: One SampledValueType a plan yields: how to read it, its measurand, location, unit
+#: and phase (None: a measurand without phases).
+_Row = tuple[_Read, str, str, str, str | None]
+#: Plans by (measurands, context, phases): which entries a sample becomes, worked out
+#: once per device model list rather than for every sample.
+_PLANS: dict[tuple[tuple[str, ...], str, int], tuple[_Row, ...]] = {}
+_PLANS_KEPT: Final = 64
 
-def _reading(
-    sample: MeterSample, measurand: str, offered_current_a: float, offered_phases: int
-) -> float | None:
-    """The value of a measurand that has no phases; None if the sample lacks it.
 
-    Power.Offered is the offered current on the phases the supply is switched to."""
-    if measurand == ENERGY_IMPORT:
-        return sample.energy_import_wh
-    if measurand == POWER_IMPORT:
-        return sample.power_w
-    if measurand == CURRENT_OFFERED:
-        return offered_current_a
-    if measurand == SOC:
-        return sample.soc_percent
-    if measurand == ENERGY_EXPORT:
-        return sample.energy_export_wh
-    if measurand == POWER_OFFERED:
-        return offered_current_a * NOMINAL_VOLTAGE_V * offered_phases
-    if measurand == FREQUENCY:
-        return sample.frequency_hz
-    return None  # unsupported (Temperature, a typo)
+def _plan(measurands: tuple[str, ...], context: str, phases: int) -> tuple[_Row, ...]:
+    """The rows the requested measurands yield (unsupported names yield none), cached."""
+    rows: list[_Row] = []
+    for measurand in dict.fromkeys(measurands):
+        location = "EV" if measurand == SOC else "Outlet"
+        if measurand in (CURRENT_IMPORT, VOLTAGE):
+            key = "current_a" if measurand == CURRENT_IMPORT else "voltage_v"
+            names = PHASES if measurand == CURRENT_IMPORT else _PHASES_N
+            for index, phase in enumerate(names[:phases]):
+                rows.append(
+                    (_phase_reader(key, index), measurand, location, _UNITS[measurand], phase)
+                )
+            continue
+        read = _READERS.get(measurand)
+        if read is not None:  # else unsupported (Temperature, a typo)
+            rows.append((read, measurand, location, _UNITS[measurand], None))
+    plan = tuple(rows)
+    if len(_PLANS) >= _PLANS_KEPT:
+        _PLANS.clear()
+    _PLANS[(measurands, context, phases)] = plan
+    return plan
+
+
+def _phase_reader(key: str, index: int) -> _Read:
+    """Reads one phase of a per-phase reading (current_a, voltage_v)."""
+
+    def read(payload: Mapping[str, Any], _current: float, _phases: int) -> float:
+        return float(payload[key][index])
+
+    return read
+
+
+def _optional(key: str) -> _Read:
+    """Reads a reading the meter or EV may not report (None then)."""
+
+    def read(payload: Mapping[str, Any], _current: float, _phases: int) -> float | None:
+        value = payload.get(key)
+        return None if value is None else float(value)
+
+    return read
+
+
+#: How each measurand without phases is read. Power.Offered is the offered current on
+#: the phases the supply is switched to.
+_READERS: dict[str, _Read] = {
+    ENERGY_IMPORT: lambda payload, _current, _phases: float(payload["energy_import_wh"]),
+    ENERGY_EXPORT: lambda payload, _current, _phases: float(payload.get("energy_export_wh") or 0.0),
+    POWER_IMPORT: lambda payload, _current, _phases: float(payload["power_w"]),
+    POWER_OFFERED: lambda _payload, current, phases: current * NOMINAL_VOLTAGE_V * phases,
+    CURRENT_OFFERED: lambda _payload, current, _phases: current,
+    FREQUENCY: _optional("frequency_hz"),
+    SOC: _optional("soc_percent"),
+}
+
+
+def _round(value: float) -> float:
+    """A reading to 3 decimals, never negative zero (remembered in _ROUNDED)."""
+    number = round(float(value), DECIMALS) + 0.0
+    if len(_ROUNDED) >= _ROUNDED_KEPT:
+        _ROUNDED.clear()
+    _ROUNDED[value] = number
+    return number
 
 
 def _entry(value: float, context: str, measurand: str) -> dict[str, Any]:
     """One SampledValueType without its phase: 3 decimals, no negative zero."""
     number = _ROUNDED.get(value)
     if number is None:
-        number = round(float(value), DECIMALS) + 0.0
-        if len(_ROUNDED) >= _ROUNDED_KEPT:
-            _ROUNDED.clear()
-        _ROUNDED[value] = number
+        number = _round(value)
     return {
         "value": number,
         "context": context,
