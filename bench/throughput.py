@@ -301,27 +301,31 @@ def fill_outbox(store_path: Path, messages: int) -> int:
     return queued
 
 
-async def _ceiling(port: int, subprotocol: str, template: str, messages: int) -> None:
-    """One CALL at a time over loopback, a bare websockets client, nothing else."""
-    _, _, rest = template.split('"', 2)  # [2,"<uid>",...]
+async def _ceiling(port: int, subprotocol: str, frames: list[str], messages: int) -> None:
+    """One CALL at a time over loopback, a bare websockets client, nothing else: the
+    agent's frames in turn, each under a message id of its own."""
+    rests = [frame.split('"', 2)[2] for frame in frames]  # [2,"<uid>",...]
+    count = len(rests)
     url = f"ws://127.0.0.1:{port}/ocpp/CEILING"
     async with websockets.connect(url, subprotocols=[subprotocol], max_size=2**22) as ws:  # type: ignore[list-item]
         for number in range(messages):
-            await ws.send(f'[2,"c{number}"{rest}')
+            await ws.send(f'[2,"c{number}"{rests[number % count]}')
             await ws.recv()
 
 
-async def _rpc_only(port: int, dialect: Dialect, template: str, messages: int) -> None:
-    """The same message through the agent's RpcEndpoint alone (validation, JSON, message
+async def _rpc_only(port: int, dialect: Dialect, frames: list[str], messages: int) -> None:
+    """The same messages through the agent's RpcEndpoint alone (validation, JSON, message
     log), one at a time, on a connection opened as the agent opens it: no store, no
     adapter. Not judged; it splits the gap between the ceiling and the replay."""
-    _, _, action, payload = json.loads(template)
+    calls = [json.loads(frame)[2:] for frame in frames]
+    count = len(calls)
     url = f"ws://127.0.0.1:{port}/ocpp/RPC-ONLY"
     async with websockets.connect(url, subprotocols=[dialect.subprotocol], max_size=2**22) as ws:  # type: ignore[list-item]
         endpoint = RpcEndpoint(ws, dialect, handlers={}, on_frame=MessageLog())
         reader = asyncio.create_task(endpoint.serve())
         try:
-            for _ in range(messages):
+            for number in range(messages):
+                action, payload = calls[number % count]
                 await endpoint.call(action, payload)
         finally:
             await ws.close()
@@ -332,8 +336,8 @@ async def replay(version: str, messages: int, rounds: int) -> dict[str, Any]:
     """`rounds` rounds of `_replay_round`; the figures of the round with the median ratio,
     and every round's ratio. The VM's speed drifts by about 25 % between runs a minute
     apart and the ratio of one round with it (0.5 to 0.9 seen), so one round says little."""
-    template = await _frame_template(version)
-    results = [await _replay_round(version, messages, template) for _ in range(rounds)]
+    frames = await _agent_frames(version)
+    results = [await _replay_round(version, messages, frames) for _ in range(rounds)]
     ranked = sorted(results, key=lambda r: r["ratio"])
     median = dict(ranked[len(ranked) // 2])
     median["rounds"] = [round(r["ratio"], 3) for r in results]
@@ -345,15 +349,24 @@ async def replay(version: str, messages: int, rounds: int) -> dict[str, Any]:
     return median
 
 
-async def _frame_template(version: str) -> str:
-    """The agent's first transaction message after MeterValues-sized CALLs: a short replay
-    (one transaction of three entries) through the real agent, whose frame the ceiling
-    clients then send (under their own message ids)."""
+async def _agent_frames(version: str) -> list[str]:
+    """The transaction messages the agent sends for one queued transaction (a start,
+    ENTRIES_PER_TX - 2 updates with their sampled values, an end), as the replay sends
+    them: a short replay through the real agent, whose frames the ceiling clients then
+    send in turn (under their own message ids), so that the ceiling carries the same
+    mix of frames as the agent's drain, not only its smaller first one."""
     with tempfile.TemporaryDirectory() as tmp:
         store_path = Path(tmp) / "agent.db"
-        queued = fill_outbox(store_path, 3)
+        queued = fill_outbox(store_path, ENTRIES_PER_TX)
         async with NullCsms(free_port(), expect=queued) as csms:
-            agent, templates = _replaying_agent(version, csms.port, store_path)
+            agent = _replaying_agent(version, csms.port, store_path)
+            frames: list[str] = []
+
+            def keep(frame: Frame) -> None:
+                if frame.outgoing and frame.action in _TX_ACTIONS:
+                    frames.append(frame.text)
+
+            agent.messages.listeners.append(keep)
             stop = asyncio.Event()
             task = asyncio.create_task(agent.run(stop))
             try:
@@ -361,32 +374,25 @@ async def _frame_template(version: str) -> str:
             finally:
                 stop.set()
                 await task
-    return templates[0]
+    if len(frames) != queued:
+        raise RuntimeError(f"the agent sent {len(frames)} transaction messages, not {queued}")
+    return frames
 
 
-def _replaying_agent(version: str, port: int, store_path: Path) -> tuple[Agent, list[str]]:
-    """The agent for a replay, and the list its first transaction message after the
-    start (MeterValues, or 2.0.1's first TransactionEvent) is put in."""
-    agent = Agent(parse_config(yaml.safe_dump(_config_document(version, port, store_path))))
-    templates: list[str] = []
-
-    def keep_template(frame: Frame) -> None:
-        if frame.outgoing and frame.action in _TX_ACTIONS[1:] and not templates:
-            templates.append(frame.text)
-
-    agent.messages.listeners.append(keep_template)
-    return agent, templates
+def _replaying_agent(version: str, port: int, store_path: Path) -> Agent:
+    """The agent for a replay."""
+    return Agent(parse_config(yaml.safe_dump(_config_document(version, port, store_path))))
 
 
-async def _timed_ceiling(csms: NullCsms, subprotocol: str, template: str, queued: int) -> float:
+async def _timed_ceiling(csms: NullCsms, subprotocol: str, frames: list[str], queued: int) -> float:
     """The ceiling's rate (messages a second at the CSMS) for one run of `queued` CALLs."""
-    await _ceiling(csms.port, subprotocol, template, queued)
+    await _ceiling(csms.port, subprotocol, frames, queued)
     first = await csms.event("tx-first")
     last = await csms.event("tx-last")
     return (queued - 1) / (last.at - first.at)
 
 
-async def _replay_round(version: str, messages: int, template: str) -> dict[str, Any]:
+async def _replay_round(version: str, messages: int, frames: list[str]) -> dict[str, Any]:
     """Fill the outbox; the ceiling; start the agent and time its drain; the ceiling again
     (the agent is judged against the mean of the two around it: the VM's speed drifts
     within seconds too); then RPC only, all on the same CSMS."""
@@ -402,10 +408,10 @@ async def _replay_round(version: str, messages: int, template: str) -> dict[str,
             # allocator, its caches): warm it up first, or the first run pays for it.
             warmup = min(WARMUP_CSMS_CALLS, queued - 1)  # (the CSMS says tx-last at `queued`)
             if warmup > 0:
-                await _ceiling(port, dialect.subprotocol, template, warmup)
+                await _ceiling(port, dialect.subprotocol, frames, warmup)
                 await csms.event("tx-first")
-            ceiling_before = await _timed_ceiling(csms, dialect.subprotocol, template, queued)
-            agent, _ = _replaying_agent(version, port, store_path)
+            ceiling_before = await _timed_ceiling(csms, dialect.subprotocol, frames, queued)
+            agent = _replaying_agent(version, port, store_path)
             stop = asyncio.Event()
             task = asyncio.create_task(agent.run(stop))
             try:
@@ -420,10 +426,10 @@ async def _replay_round(version: str, messages: int, template: str) -> dict[str,
                 await task
             agent_rate = (queued - 1) / (last.at - first.at)
             cpu_started = time.process_time()
-            ceiling_after = await _timed_ceiling(csms, dialect.subprotocol, template, queued)
+            ceiling_after = await _timed_ceiling(csms, dialect.subprotocol, frames, queued)
             ceiling_cpu_s = time.process_time() - cpu_started
             cpu_started = time.process_time()
-            await _rpc_only(port, dialect, template, queued)
+            await _rpc_only(port, dialect, frames, queued)
             rpc_cpu_s = time.process_time() - cpu_started
             rpc_first = await csms.event("tx-first")
             rpc_last = await csms.event("tx-last")
@@ -444,7 +450,7 @@ async def _replay_round(version: str, messages: int, template: str) -> dict[str,
         "agent_cpu_us": agent_cpu_s / queued * 1e6,
         "ceiling_cpu_us": ceiling_cpu_s / queued * 1e6,
         "rpc_only_cpu_us": rpc_cpu_s / queued * 1e6,
-        "frame_bytes": len(template.encode()),
+        "frame_bytes": round(sum(len(frame.encode()) for frame in frames) / len(frames)),
         "meets_target": agent_rate >= REPLAY_TARGET * ceiling_rate,
     }
 
