@@ -118,7 +118,7 @@ def sampled_values(
         raise ValueError(f"not a ReadingContextEnumType value: {context!r}")
     if not 1 <= phases <= len(PHASES):
         raise ValueError(f"phases must be 1 to 3, not {phases}")
-    key = (measurands if type(measurands) is tuple else tuple(measurands), context, phases)
+    key = (measurands if type(measurands) is tuple else tuple(measurands), phases)
     plan = _PLANS.get(key)
     if plan is None:
         plan = _plan(*key)
@@ -159,13 +159,13 @@ _Read = Callable[[Mapping[str, Any], float, int], float | None]
 #: One SampledValueType a plan yields: how to read it, its measurand, location, unit
 #: and phase (None: a measurand without phases).
 _Row = tuple[_Read, str, str, str, str | None]
-#: Plans by (measurands, context, phases): which entries a sample becomes, worked out
-#: once per device model list rather than for every sample.
-_PLANS: dict[tuple[tuple[str, ...], str, int], tuple[_Row, ...]] = {}
+#: Plans by (measurands, phases): which entries a sample becomes, worked out once per
+#: device model list rather than for every sample.
+_PLANS: dict[tuple[tuple[str, ...], int], tuple[_Row, ...]] = {}
 _PLANS_KEPT: Final = 64
 
 
-def _plan(measurands: tuple[str, ...], context: str, phases: int) -> tuple[_Row, ...]:
+def _plan(measurands: tuple[str, ...], phases: int) -> tuple[_Row, ...]:
     """The rows the requested measurands yield (unsupported names yield none), cached."""
     rows: list[_Row] = []
     for measurand in dict.fromkeys(measurands):
@@ -184,7 +184,7 @@ def _plan(measurands: tuple[str, ...], context: str, phases: int) -> tuple[_Row,
     plan = tuple(rows)
     if len(_PLANS) >= _PLANS_KEPT:
         _PLANS.clear()
-    _PLANS[(measurands, context, phases)] = plan
+    _PLANS[(measurands, phases)] = plan
     return plan
 
 
