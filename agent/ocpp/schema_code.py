@@ -113,24 +113,24 @@ class _FastCode(CodeGeneratorDraft04):
         return name
 
     def create_variable_is_dict(self) -> None:
-        if self._schema().get("type") != "object":
+        if not self._known_type("object", "is_dict"):
             super().create_variable_is_dict()
-            return
-        variable_name = f"{self._variable}_is_dict"
-        if self._is_variable_in_scope(variable_name):
-            return
-        self._variables[variable_name] = tuple(self._scope_stack)
-        self.l("{variable}_is_dict = True")  # the type check before raised otherwise
 
     def create_variable_is_list(self) -> None:
-        if self._schema().get("type") != "array":
+        if not self._known_type("array", "is_list"):
             super().create_variable_is_list()
-            return
-        variable_name = f"{self._variable}_is_list"
-        if self._is_variable_in_scope(variable_name):
-            return
-        self._variables[variable_name] = tuple(self._scope_stack)
-        self.l("{variable}_is_list = True")  # the type check before raised otherwise
+
+    def _known_type(self, type_name: str, flag: str) -> bool:
+        """Under a declared `type_name` (its check raised before), set the flag variable
+        (`{variable}_is_dict` / `_is_list`) to True, once per scope, and return True;
+        return False, with nothing emitted, for another or no declared type."""
+        if self._schema().get("type") != type_name:
+            return False
+        variable_name = f"{self._variable}_{flag}"
+        if not self._is_variable_in_scope(variable_name):
+            self._variables[variable_name] = tuple(self._scope_stack)
+            self.l("{variable}_" + flag + " = True")
+        return True
 
     def _schema(self) -> dict[str, Any]:
         """The (sub)schema being generated: an object here (booleans do not reach us)."""
