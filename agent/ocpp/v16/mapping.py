@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.core.events import AuthStatus, sample_from_payload
+from agent.core.events import SAMPLE_KEY, AuthStatus, sample_from_payload
 from agent.core.ports import SampleContext, StopReason
 from agent.core.reservations import ReserveResult
 from agent.core.status import ConnectorStatus
@@ -217,7 +217,7 @@ _CELSIUS_BODY = {"unit": "Celsius", "location": "Body"}
 
 def meter_value(payload: Mapping[str, Any], measurands: Iterable[str]) -> dict[str, Any] | None:
     """One MeterValue element from a journal sample payload, or None if nothing to report."""
-    if "energy_import_wh" not in payload:
+    if SAMPLE_KEY not in payload:
         return None
     sample = sample_from_payload(payload)
     raw_context = payload["context"]

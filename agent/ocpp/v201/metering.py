@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from math import isfinite
 from typing import Any, Final
 
+from agent.core.events import SAMPLE_KEY
 from agent.core.ports import SampleContext
 
 ENERGY_IMPORT: Final = "Energy.Active.Import.Register"
@@ -255,10 +256,10 @@ def meter_value(
 
     The payload's "at" gives the timestamp and its "context" the reading context unless
     `context` (a ReadingContextEnumType value) overrides it. None for a journal entry that
-    holds no meter sample (no "energy_import_wh") or when no measurand yields a value.
-    Raises ValueError as sampled_values() does, or for a naive or malformed "at".
+    holds no meter sample (no SAMPLE_KEY) or when no measurand yields a value. Raises
+    ValueError as sampled_values() does, or for a naive or malformed "at".
     """
-    if "energy_import_wh" not in payload:
+    if SAMPLE_KEY not in payload:
         return None
     if context is None:
         context = READING_CONTEXT[SampleContext(payload["context"])]

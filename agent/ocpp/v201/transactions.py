@@ -346,7 +346,7 @@ class Ocpp201Transactions:
             context = data.get("context")
             path = ALIGNED_MEASURANDS if context == SampleContext.CLOCK else TX_UPDATED_MEASURANDS
             meter_values = self._values(data, path, tx.evse_id)
-            if "energy_import_wh" in data and not meter_values and "status" not in data:
+            if SAMPLE_KEY in data and not meter_values and "status" not in data:
                 return None  # a sample of nothing the CSMS asked for
         else:
             reason = tx.stop_reason or StopReason.OTHER
