@@ -26,6 +26,7 @@ from agent.ocpp.v201.metering import (
     SUPPORTED_MEASURANDS,
     meter_value,
     meter_values_request,
+    register_reading,
     sampled_values,
     wire_time,
 )
@@ -250,6 +251,26 @@ def test_meter_value_is_none_for_a_non_meter_entry_or_when_nothing_applies() -> 
     payload = stored(BARE_SAMPLE, SampleContext.END, 0.0)
     assert meter_value(payload, []) is None
     assert meter_value(payload, ["SoC", "Temperature"]) is None
+
+
+def test_the_end_register_alone_is_the_last_reading_when_no_end_sample_was_journalled() -> None:
+    energy = "Energy.Active.Import.Register"
+    element = register_reading(1234.5678, AT, [energy, "SoC"])
+
+    assert element == {
+        "timestamp": "2025-03-01T12:30:05.123Z",
+        "sampledValue": [
+            {
+                "value": 1234.568,
+                "context": "Transaction.End",
+                "measurand": energy,
+                "location": "Outlet",
+                "unitOfMeasure": {"unit": "Wh"},
+            }
+        ],
+    }
+    assert register_reading(1.0, AT, ["SoC"]) is None  # the register was not asked for
+    assert register_reading(float("nan"), AT, [energy]) is None  # no non-JSON number
 
 
 def test_j01_clock_aligned_request_carries_one_meter_value_per_sample() -> None:

@@ -230,20 +230,6 @@ def _round(value: float) -> float:
     return number
 
 
-def _entry(value: float, context: str, measurand: str) -> dict[str, Any]:
-    """One SampledValueType without its phase: 3 decimals, no negative zero."""
-    number = _ROUNDED.get(value)
-    if number is None:
-        number = _round(value)
-    return {
-        "value": number,
-        "context": context,
-        "measurand": measurand,
-        "location": "EV" if measurand == SOC else "Outlet",
-        "unitOfMeasure": {"unit": _UNITS[measurand]},
-    }
-
-
 def meter_value(
     payload: Mapping[str, Any],
     measurands: Iterable[str],
@@ -277,10 +263,11 @@ def register_reading(
     """The end's MeterValueType when the journal holds no end sample (a transaction
     ended after a power loss: its final register is the last one read), or None if
     the energy register is not among `measurands`."""
-    if ENERGY_IMPORT not in measurands or not isfinite(energy_wh):
+    if ENERGY_IMPORT not in measurands:
         return None
-    value = _entry(energy_wh, READING_CONTEXT[SampleContext.END], ENERGY_IMPORT)
-    return {"timestamp": wire_time(at), "sampledValue": [value]}
+    end = READING_CONTEXT[SampleContext.END]
+    values = sampled_values({SAMPLE_KEY: energy_wh}, (ENERGY_IMPORT,), end)
+    return {"timestamp": wire_time(at), "sampledValue": values} if values else None
 
 
 def meter_values_request(
